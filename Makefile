@@ -1,0 +1,47 @@
+# Two commands for a new user: `make run` (set up everything, run the product) and
+# `make test` (set up everything, run every test). Everything else is a helper.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PyTorch is a test/benchmark reference only. This exact version installs the CPU build
+# from a local wheel on our machines; elsewhere pip fetches it from PyPI.
+TORCH := torch==2.13.0
+
+.PHONY: run test setup setup-test lint bench clean
+
+run: setup
+	@echo
+	@echo "Gradscope is installed in $(VENV) (engine + command line)."
+	@echo "The web dashboard server is not built yet: there is nothing to serve, so 'make run'"
+	@echo "stops here. Meanwhile, watch the two articles' networks train in the terminal:"
+	@echo "    $(BIN)/gradscope demo napkin"
+	@echo "    $(BIN)/gradscope demo micrograd --dot graph.dot"
+
+test: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.setup-run
+
+setup-test: $(VENV)/.setup-test
+
+$(VENV)/.setup-run: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gradscope needs Python >= 3.11; found " + sys.version.split()[0] + " (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.setup-test: $(VENV)/.setup-run pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH)'
+	touch $@
+
+lint: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup-test
+	$(BIN)/python bench/scalar.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

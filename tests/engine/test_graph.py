@@ -1,0 +1,75 @@
+"""engine.graph: the dashboard's JSON and the article's draw_dot picture."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from engine import Value
+from engine.graph import to_dict, to_dot
+
+from .test_scalar import article_expression
+
+
+def test_dot_has_every_label_with_data_and_grad() -> None:
+    v = article_expression()
+    v["L"].backward()
+    dot = to_dot(v["L"])
+    assert dot.startswith("digraph G {") and "rankdir=LR;" in dot
+    expected = {
+        "a": (2, 6),
+        "b": (-3, -4),
+        "c": (10, -2),
+        "d": (4, -2),
+        "e": (-6, -2),
+        "f": (-2, 4),
+        "L": (-8, 1),
+    }
+    for label, (data, grad) in expected.items():
+        box = f'shape=record, label="{{ {label} | data {data:.4f} | grad {grad:.4f} }}"'
+        assert box in dot, label
+    ops = re.findall(r'_op \[shape=ellipse, label="([^"]+)"\]', dot)
+    assert sorted(ops) == ["*", "*", "+"]
+    # Every operand feeds its result's op node: a, b -> e's op; e, c -> d's op; d, f -> L's.
+    assert len(re.findall(r"n\d+ -> n\d+_op;", dot)) == 6
+    assert len(re.findall(r"n\d+_op -> n\d+;", dot)) == 3
+
+
+def test_dot_is_deterministic() -> None:
+    first = to_dot(article_expression()["L"])
+    assert all(to_dot(article_expression()["L"]) == first for _ in range(5))
+
+
+def test_dot_escapes_record_syntax_in_labels() -> None:
+    x = Value(1.0, label='a|b{c}<d>"e"')
+    dot = to_dot(x * 2)
+    assert r"a\|b\{c\}\<d\>\"e\"" in dot
+
+
+def test_dot_draws_a_repeated_operand_once() -> None:
+    x = Value(3.0, label="x")
+    assert to_dot(x * x).count("n0 -> n1_op;") == 1
+
+
+def test_dict_round_trips_through_json() -> None:
+    v = article_expression()
+    v["L"].backward()
+    d = to_dict(v["L"])
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    by_label = {n["label"]: n for n in d["nodes"]}
+    assert by_label["L"]["op"] == "*" and by_label["a"]["op"] == ""
+    assert (by_label["b"]["data"], by_label["b"]["grad"]) == (-3.0, -4.0)
+    assert d["nodes"][d["root"]]["label"] == "L"
+    ids = {n["id"] for n in d["nodes"]}
+    assert len(ids) == 7 and all(c in ids and p in ids for c, p in d["edges"])
+    edges = {(d["nodes"][c]["label"], d["nodes"][p]["label"]) for c, p in d["edges"]}
+    assert edges == {("a", "e"), ("b", "e"), ("e", "d"), ("c", "d"), ("d", "L"), ("f", "L")}
+
+
+def test_dict_carries_non_finite_values_as_strings() -> None:
+    x = Value(float("inf"), label="x")
+    y = x * 0.0  # inf * 0 = nan
+    d = to_dict(y)
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert {n["label"]: n["data"] for n in d["nodes"]}["x"] == "inf"
+    assert d["nodes"][d["root"]]["data"] == "nan"
