@@ -1,5 +1,35 @@
-"""Gradscope's from-scratch autograd engine (numpy only at run time)."""
+"""Gradscope's from-scratch autograd engine (numpy only at run time).
 
+`Value` is the scalar engine of the two articles; `Tensor` the numpy one for real networks.
+The API is shaped like PyTorch's: `engine.nn`, `engine.nn.functional`, `engine.optim`.
+"""
+
+from engine.nn import manual_seed
 from engine.scalar import Value
+from engine.tensor import (
+    AnomalyError,
+    Tensor,
+    cat,
+    concat,
+    detect_anomaly,
+    float32,
+    float64,
+    is_grad_enabled,
+    no_grad,
+    tensor,
+)
 
-__all__ = ["Value"]
+__all__ = [
+    "AnomalyError",
+    "Tensor",
+    "Value",
+    "cat",
+    "concat",
+    "detect_anomaly",
+    "float32",
+    "float64",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "tensor",
+]

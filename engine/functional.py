@@ -1,0 +1,170 @@
+"""engine.nn.functional: fused layers and losses, each forward beside its backward.
+
+Fusing (linear = matmul + bias, cross_entropy = log_softmax + NLL) saves temporaries and
+graph nodes on the hot path; the gradients are the same as the composed ops'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.tensor import Tensor, _accumulate, _make
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _target(target: Any, like: Tensor, name: str) -> np.ndarray:
+    """The target as an array of like's shape and dtype, or a ValueError naming the mismatch."""
+    t = target.data if isinstance(target, Tensor) else np.asarray(target, dtype=like.dtype)
+    if t.shape != like.shape:
+        raise ValueError(f"{name}: target shape {t.shape} does not match input shape {like.shape}")
+    return t.astype(like.dtype, copy=False)
+
+
+def _scale(out: Tensor, n: int) -> np.ndarray:
+    """The upstream gradient times 1/n for a mean (1 for a sum), as a broadcastable array."""
+    reduction = out._ctx[0]
+    return out.grad / n if reduction == "mean" else out.grad
+
+
+def _reduce(x: np.ndarray, reduction: str) -> np.ndarray:
+    return np.asarray(x.mean() if reduction == "mean" else x.sum(), dtype=x.dtype)
+
+
+# -- layers ------------------------------------------------------------------------------
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias in one op (weight is (out_features, in_features), as in PyTorch)."""
+    y = x.data @ weight.data.T
+    if bias is not None:
+        y += bias.data  # y is a fresh array: adding in place saves a temporary
+        return _make(y, (x, weight, bias), "linear", _linear_bw)
+    return _make(y, (x, weight), "linear", _linear_bw)
+
+
+def _linear_bw(out: Tensor) -> None:
+    x, w = out._prev[0], out._prev[1]
+    g = out.grad
+    g2 = g.reshape(-1, g.shape[-1])  # fold leading batch dims for the weight gradient
+    if x.requires_grad:
+        _accumulate(x, g @ w.data)
+    if w.requires_grad:
+        _accumulate(w, g2.T @ x.data.reshape(-1, x.shape[-1]))
+    if len(out._prev) == 3 and out._prev[2].requires_grad:
+        _accumulate(out._prev[2], g2.sum(axis=0))
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return x.softmax(dim)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return x.log_softmax(dim)
+
+
+# -- losses ------------------------------------------------------------------------------
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean (or summed) squared error."""
+    _check_reduction(reduction)
+    diff = input.data - _target(target, input, "mse_loss")
+    out = _make(_reduce(diff * diff, reduction), (input,), "mse_loss", _mse_bw)
+    out._ctx = (reduction, diff)
+    return out
+
+
+def _mse_bw(out: Tensor) -> None:
+    diff = out._ctx[1]
+    _accumulate(out._prev[0], diff * (2 * _scale(out, diff.size)))
+
+
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of (N, C) logits against N class indices, numerically stable."""
+    _check_reduction(reduction)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy expects (N, C) logits, got shape {logits.shape}")
+    n, c = logits.shape
+    y = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if y.shape != (n,) or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"cross_entropy: target must be {n} integer class indices, got "
+            f"shape {y.shape} of {y.dtype}"
+        )
+    if n and (y.min() < 0 or y.max() >= c):
+        raise ValueError(f"cross_entropy: class index out of range [0, {c}): {y.min()}..{y.max()}")
+    z = logits.data - logits.data.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    losses = np.log(s[:, 0]) - z[rows, y]
+    out = _make(_reduce(losses, reduction), (logits,), "cross_entropy", _cross_entropy_bw)
+    e /= s  # e is now the softmax, which is all the backward needs
+    out._ctx = (reduction, e, y)
+    return out
+
+
+def _cross_entropy_bw(out: Tensor) -> None:
+    _, p, y = out._ctx
+    k = _scale(out, len(y))
+    g = p * k  # d/dlogits = softmax - onehot, scaled by the reduction
+    g[np.arange(len(y)), y] -= k
+    _accumulate(out._prev[0], g)
+
+
+def binary_cross_entropy_with_logits(
+    logits: Tensor, target: Any, reduction: str = "mean"
+) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable op; targets in [0, 1]."""
+    _check_reduction(reduction)
+    x = logits.data
+    y = _target(target, logits, "binary_cross_entropy_with_logits")
+    # max(x, 0) - x*y + log(1 + exp(-|x|)): never exponentiates a large positive number.
+    losses = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    out = _make(_reduce(losses, reduction), (logits,), "bce_with_logits", _bce_bw)
+    out._ctx = (reduction, y)
+    return out
+
+
+def _bce_bw(out: Tensor) -> None:
+    logits = out._prev[0]
+    y = out._ctx[1]
+    p = 0.5 * (1 + np.tanh(0.5 * logits.data))  # sigmoid, overflow-free
+    _accumulate(logits, (p - y) * _scale(out, y.size))
+
+
+def hinge_loss(scores: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """max(0, 1 - y * score) for targets of +1 / -1 (the micrograd demo's max-margin loss)."""
+    _check_reduction(reduction)
+    y = _target(target, scores, "hinge_loss")
+    if not np.isin(y, (-1, 1)).all():
+        raise ValueError("hinge_loss: targets must be +1 or -1")
+    margins = 1 - y * scores.data
+    out = _make(_reduce(np.maximum(margins, 0), reduction), (scores,), "hinge", _hinge_bw)
+    out._ctx = (reduction, y, margins)
+    return out
+
+
+def _hinge_bw(out: Tensor) -> None:
+    _, y, margins = out._ctx
+    _accumulate(out._prev[0], -y * (margins > 0) * _scale(out, y.size))
