@@ -193,6 +193,9 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module) -> None:
         self.layers = list(modules)
+        # Name the parameters so the computation graph reads like the network.
+        for name, p in self.named_parameters():
+            p.label = p.label or name
 
     def forward(self, x: Tensor) -> Tensor:
         for m in self.layers:

@@ -14,6 +14,8 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
 
+from engine.autograd import topological_order
+
 Number = int | float
 
 
@@ -219,28 +221,6 @@ def _exp_backward(out: Value) -> None:
 def _log_backward(out: Value) -> None:
     a = out._prev[0]
     a.grad += out.grad / a.data
-
-
-def topological_order(root: Value) -> list[Value]:
-    """Every value under root, children before parents, in the articles' DFS order."""
-    # The articles' recursive build_topo, unrolled: a marker entry (node, True) appends
-    # the node once all of its children are done. Children are pushed reversed so they
-    # are visited in call order, which makes the order (and the picture) deterministic.
-    topo: list[Value] = []
-    visited = {root}
-    stack: list[tuple[Value, bool]] = [(root, False)]
-    push = stack.append
-    while stack:
-        v, done = stack.pop()
-        if done:
-            topo.append(v)
-            continue
-        push((v, True))
-        for c in reversed(v._prev):
-            if c not in visited:
-                visited.add(c)
-                push((c, False))
-    return topo
 
 
 # -- Neuron / Layer / MLP, as in the second article ----------------------------------

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.autograd import topological_order
+
 float32 = np.float32
 float64 = np.float64
 
@@ -348,24 +350,6 @@ def _accumulate(t: Tensor, g: np.ndarray) -> None:
     """Add g into t.grad (new array, never in place: g may be shared with another tensor)."""
     if t.requires_grad:
         t.grad = g if t.grad is None else t.grad + g
-
-
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Every tensor under root, operands before results (iterative depth-first)."""
-    topo: list[Tensor] = []
-    visited = {id(root)}
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            topo.append(t)
-            continue
-        stack.append((t, True))
-        for c in reversed(t._prev):
-            if id(c) not in visited:
-                visited.add(id(c))
-                stack.append((c, False))
-    return topo
 
 
 def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pytest
+
 from engine import Value
 from engine.graph import to_dict, to_dot
 
@@ -73,3 +76,56 @@ def test_dict_carries_non_finite_values_as_strings() -> None:
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     assert {n["label"]: n["data"] for n in d["nodes"]}["x"] == "inf"
     assert d["nodes"][d["root"]]["data"] == "nan"
+
+
+def tensor_net_loss():
+    import engine.nn.functional as F
+
+    from engine import Tensor, manual_seed, nn
+
+    manual_seed(0)
+    m = nn.MLP([2, 3, 1], activation="tanh")
+    loss = F.mse_loss(m(Tensor([[1.0, 2.0], [0.5, -1.0]])), [[1.0], [0.0]])
+    loss.label = "loss"
+    loss.backward()
+    return m, loss
+
+
+def test_tensor_graph_has_one_node_per_op_with_summaries() -> None:
+    m, loss = tensor_net_loss()
+    d = to_dict(loss)
+    assert d["kind"] == "tensor" and json.loads(json.dumps(d, allow_nan=False)) == d
+    ops = [n["op"] for n in d["nodes"] if n["op"]]
+    assert ops == ["linear", "tanh", "linear", "mse_loss"]
+    by_label = {n["label"]: n for n in d["nodes"] if n["label"]}
+    w = by_label["0.weight"]
+    assert w["shape"] == [3, 2] and w["dtype"] == "float32" and w["requires_grad"]
+    weight = m.layers[0].weight
+    assert w["data"]["values"] == [float(x) for x in weight.data.ravel()]
+    assert w["grad"]["mean"] == pytest.approx(float(weight.grad.mean()))
+    assert w["grad"]["max"] == pytest.approx(float(weight.grad.max()))
+    x = d["nodes"][0]
+    assert x["requires_grad"] is False and x["grad"] is None
+    assert by_label["loss"]["grad"]["values"] == [1.0]
+
+
+def test_big_tensors_carry_summaries_not_values() -> None:
+    from engine import Tensor
+
+    t = Tensor(np.arange(65.0), requires_grad=True)
+    s = (t * 2.0).sum()
+    s.backward()
+    d = to_dict(s)
+    assert "values" not in d["nodes"][0]["data"]
+    assert d["nodes"][0]["data"]["max"] == 64.0 and d["nodes"][0]["grad"]["std"] == 0.0
+    nan = Tensor([np.nan, 1.0]) * 1.0
+    assert to_dict(nan)["nodes"][-1]["data"]["values"] == ["nan", 1.0]
+
+
+def test_tensor_dot_shows_shapes_and_values() -> None:
+    _, loss = tensor_net_loss()
+    dot = to_dot(loss)
+    assert "0.weight | 3x2 float32 | data mean" in dot
+    box = r"\{ loss \| scalar float32 \| data \[\d+\.\d{4}\] \| grad \[1\.0000\] \}"
+    assert re.search(box, dot)
+    assert dot.count("shape=ellipse") == 4

@@ -6,7 +6,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import shutil
 import struct
 import threading
@@ -20,7 +19,6 @@ from hypothesis import strategies as st
 
 from engine.mnist import FILES, SHA256, MnistError, load_mnist, mnist_dir, read_idx
 
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "mnist"
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 CLOSED_PORT = "http://127.0.0.1:9/"  # the discard port: nothing listens, refused at once
@@ -36,18 +34,6 @@ def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str
     """Write a (small) MNIST split with the standard file names."""
     (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
     (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
-
-
-@pytest.fixture(scope="module")
-def real_mnist() -> Path:
-    """The real MNIST folder; skipped when absent, except under CI where it must be there."""
-    folder = Path(os.environ.get("GRADSCOPE_MNIST_DIR") or SHARED_MNIST)
-    if not all((folder / name).is_file() for name in FILES):
-        message = f"the real MNIST files are not in {folder} (set GRADSCOPE_MNIST_DIR)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 @pytest.fixture
