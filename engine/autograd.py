@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol, TypeVar
 
 
@@ -14,21 +15,20 @@ N = TypeVar("N", bound=Node)
 
 def topological_order(root: N) -> list[N]:
     """Every node under root, children before parents, in the articles' DFS order."""
-    # The articles' recursive build_topo, unrolled: a marker entry (node, True) appends
-    # the node once all of its children are done. Children are pushed reversed so they
-    # are visited in call order, which makes the order (and the picture) deterministic.
+    # The articles' recursive build_topo, unrolled: each stack entry holds a node and an
+    # iterator over its children (in call order, so the order and the picture are
+    # deterministic); a node is appended once its iterator is exhausted.
     topo: list[N] = []
     visited = {root}
-    stack: list[tuple[N, bool]] = [(root, False)]
-    push = stack.append
+    stack: list[tuple[N, Iterator[N]]] = [(root, iter(root._prev))]
     while stack:
-        v, done = stack.pop()
-        if done:
-            topo.append(v)
-            continue
-        push((v, True))
-        for c in reversed(v._prev):
+        v, children = stack[-1]
+        for c in children:
             if c not in visited:
                 visited.add(c)
-                push((c, False))
+                stack.append((c, iter(c._prev)))
+                break
+        else:
+            stack.pop()
+            topo.append(v)
     return topo

@@ -35,7 +35,9 @@ def _scale(out: Tensor, n: int) -> np.ndarray:
 
 
 def _reduce(x: np.ndarray, reduction: str) -> np.ndarray:
-    return np.asarray(x.mean() if reduction == "mean" else x.sum(), dtype=x.dtype)
+    # np.add.reduce skips the Python-level wrapper of ndarray.mean: it counts on tiny nets.
+    total = np.add.reduce(x, axis=None)
+    return np.asarray(total / x.size if reduction == "mean" else total, dtype=x.dtype)
 
 
 # -- layers ------------------------------------------------------------------------------
@@ -57,7 +59,10 @@ def _linear_bw(out: Tensor) -> None:
     if x.requires_grad:
         _accumulate(x, g @ w.data)
     if w.requires_grad:
-        _accumulate(w, g2.T @ x.data.reshape(-1, x.shape[-1]))
+        x2 = x.data.reshape(-1, x.shape[-1])
+        # Produce the gradient in the weight's own memory layout (see nn.Linear).
+        gw = (x2.T @ g2).T if w.data.flags.f_contiguous else g2.T @ x2
+        _accumulate(w, gw)
     if len(out._prev) == 3 and out._prev[2].requires_grad:
         _accumulate(out._prev[2], g2.sum(axis=0))
 

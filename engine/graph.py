@@ -25,7 +25,7 @@ Node = Value | Tensor
 
 def _number(x: float) -> float | str:
     """A float JSON can carry: non-finite values become the strings nan, inf, -inf."""
-    x = float(x)
+    x = float(x) + 0.0  # + 0.0 turns -0.0 (e.g. from relu's x * mask) into 0.0
     if math.isfinite(x):
         return x
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
@@ -38,8 +38,10 @@ def summarize(a: np.ndarray | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {"mean": None, "std": None, "min": None, "max": None}
     if a.size:
         with np.errstate(all="ignore"):  # summaries of inf/nan arrays are themselves nan
-            out = {k: _number(f(a)) for k, f in
-                   (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}
+            out = {
+                k: _number(f(a))
+                for k, f in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))
+            }
     if a.size <= MAX_VALUES:
         out["values"] = [_number(x) for x in np.ravel(a)]
     return out
@@ -47,10 +49,23 @@ def summarize(a: np.ndarray | None) -> dict[str, Any] | None:
 
 def _node_dict(i: int, v: Node) -> dict[str, Any]:
     if isinstance(v, Value):
-        return {"id": i, "label": v.label, "op": v.op, "data": _number(v.data),
-                "grad": _number(v.grad)}
-    return {"id": i, "label": v.label, "op": v.op, "shape": list(v.shape), "dtype": str(v.dtype),
-            "requires_grad": v.requires_grad, "data": summarize(v.data), "grad": summarize(v.grad)}
+        return {
+            "id": i,
+            "label": v.label,
+            "op": v.op,
+            "data": _number(v.data),
+            "grad": _number(v.grad),
+        }
+    return {
+        "id": i,
+        "label": v.label,
+        "op": v.op,
+        "shape": list(v.shape),
+        "dtype": str(v.dtype),
+        "requires_grad": v.requires_grad,
+        "data": summarize(v.data),
+        "grad": summarize(v.grad),
+    }
 
 
 def to_dict(root: Node) -> dict[str, Any]:
@@ -74,7 +89,7 @@ def _escape(text: str) -> str:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.4f}"
+    return f"{float(x) + 0.0:.4f}"  # never "-0.0000"
 
 
 def _fmt_array(a: np.ndarray | None) -> str:
@@ -90,8 +105,10 @@ def _record(v: Node) -> str:
     if isinstance(v, Value):
         return f"{{ {_escape(v.label)} | data {_fmt(v.data)} | grad {_fmt(v.grad)} }}"
     shape = "x".join(map(str, v.shape)) or "scalar"
-    return (f"{{ {_escape(v.label)} | {shape} {v.dtype} | data {_escape(_fmt_array(v.data))} | "
-            f"grad {_escape(_fmt_array(v.grad))} }}")
+    return (
+        f"{{ {_escape(v.label)} | {shape} {v.dtype} | data {_escape(_fmt_array(v.data))} | "
+        f"grad {_escape(_fmt_array(v.grad))} }}"
+    )
 
 
 def to_dot(root: Node) -> str:

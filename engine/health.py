@@ -11,8 +11,10 @@ from engine.nn import Module, ReLU
 
 def grad_norms(model: Module) -> dict[str, float]:
     """L2 norm of each parameter's gradient (0.0 where there is none yet)."""
-    return {name: float(np.linalg.norm(p.grad)) if p.grad is not None else 0.0
-            for name, p in model.named_parameters()}
+    return {
+        name: float(np.linalg.norm(p.grad)) if p.grad is not None else 0.0
+        for name, p in model.named_parameters()
+    }
 
 
 def snapshot(model: Module) -> dict[str, np.ndarray]:

@@ -125,6 +125,9 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
         self.weight = Parameter(_rng.uniform(-bound, bound, (out_features, in_features)), dtype)
+        # Column-major (out, in) storage: weight.T is then C-contiguous, which puts both
+        # big products of a step (x @ W.T and the weight gradient) on BLAS's fast path.
+        self.weight.data = np.asfortranarray(self.weight.data)
         self.bias = Parameter(_rng.uniform(-bound, bound, out_features), dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -233,7 +233,12 @@ class Tensor:
         return _make(np.tanh(self.data), (self,), "tanh", _tanh_bw)
 
     def relu(self) -> Tensor:
-        return _make(np.maximum(self.data, 0), (self,), "relu", _relu_bw)
+        # x * mask beats np.maximum (no NaN bookkeeping; NaN still propagates), and the
+        # backward reuses the mask.
+        mask = self.data > 0
+        out = _make(self.data * mask, (self,), "relu", _relu_bw)
+        out._ctx = mask
+        return out
 
     def sigmoid(self) -> Tensor:
         # 0.5 * (1 + tanh(x / 2)): exact, one transcendental, and no overflow at any x.
@@ -333,14 +338,16 @@ def _make(data: np.ndarray, prev: tuple[Tensor, ...], op: str, backward: Backwar
     out.label = ""
     out.op = op
     out._ctx = None
-    if _State.grad_enabled and any(p.requires_grad for p in prev):
-        out.requires_grad = True
-        out._prev = prev
-        out._backward = backward
-    else:
-        out.requires_grad = False
-        out._prev = ()
-        out._backward = None
+    out.requires_grad = False
+    out._prev = ()
+    out._backward = None
+    if _State.grad_enabled:
+        for p in prev:  # a plain loop: any() with a generator costs more on tiny nets
+            if p.requires_grad:
+                out.requires_grad = True
+                out._prev = prev
+                out._backward = backward
+                break
     if _State.anomaly and out.data.dtype.kind == "f" and not np.isfinite(out.data).all():
         raise AnomalyError(op, "", "forward")
     return out
@@ -455,7 +462,7 @@ def _tanh_bw(out: Tensor) -> None:
 
 
 def _relu_bw(out: Tensor) -> None:
-    _accumulate(out._prev[0], out.grad * (out.data > 0))
+    _accumulate(out._prev[0], out.grad * out._ctx)
 
 
 def _sigmoid_bw(out: Tensor) -> None:

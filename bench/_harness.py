@@ -1,0 +1,132 @@
+"""Shared plumbing for the benchmarks: one subprocess per implementation, alternated rounds.
+
+Each implementation runs in its own child process (torch's OpenMP pool and OpenBLAS's
+threads fight when they share a process), with the BLAS/OpenMP thread counts pinned in
+its environment before numpy or torch loads. The parent runs the children in turn for a
+number of rounds, rotating the order, and keeps the median of each implementation's
+figures: on a shared machine only ratios measured in the same run mean anything.
+
+A child prints one line `@@result {json}` on stdout; everything else it prints is ignored
+(and shown, with its stderr, if it crashes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+RESULT_PREFIX = "@@result "
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class ChildError(RuntimeError):
+    """A benchmark child process crashed or printed no result."""
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """This process's environment with every BLAS/OpenMP thread count set to `threads`."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    return env
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Hand a child's figures to the parent (the last `@@result` line wins)."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_child(argv: Sequence[str], threads: int, timeout: float = 900.0) -> dict[str, Any]:
+    """Run `python argv...` with pinned threads; return the dict it emitted."""
+    cmd = [sys.executable, *argv]
+    try:
+        proc = subprocess.run(
+            cmd, env=child_env(threads), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise ChildError(f"{' '.join(cmd)} ran past {timeout:.0f} s") from None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stdout[-2000:] + "\n" + proc.stderr[-4000:]).strip()
+        raise ChildError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def alternate(
+    jobs: dict[str, list[str]], rounds: int, threads: int | dict[str, int], verbose: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    """Run every job once per round, rotating the order each round; results per job."""
+    names = list(jobs)
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            n_threads = threads[name] if isinstance(threads, dict) else threads
+            res = run_child(jobs[name], n_threads)
+            out[name].append(res)
+            if verbose:
+                brief = res.get("brief", "")
+                print(f"  round {r + 1}/{rounds}  {name:<22} {brief}", file=sys.stderr, flush=True)
+    return out
+
+
+def median_of(results: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in results)
+
+
+def time_windows(
+    step: Callable[[], Any], warmup: int, seconds: float, windows: int = 5, chunk: int = 1
+) -> list[float]:
+    """Seconds per call of `step` in each of `windows` timed windows of ~seconds/windows.
+
+    `chunk` calls run between clock reads (use more for microsecond steps).
+    """
+    for _ in range(warmup):
+        step()
+    per_window = seconds / windows
+    times = []
+    for _ in range(windows):
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            for _ in range(chunk):
+                step()
+            n += chunk
+            elapsed = time.perf_counter() - t0
+            if elapsed >= per_window:
+                break
+        times.append(elapsed / n)
+    return times
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table, first column left-aligned, the rest right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def fmt(row: list[str]) -> str:
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(cells[0]), rule, *(fmt(r) for r in cells[1:])])
+
+
+def versions() -> str:
+    """Python, numpy and (if importable without cost to the caller) torch versions."""
+    import numpy as np
+
+    parts = [f"python {sys.version.split()[0]}", f"numpy {np.__version__}"]
+    try:
+        from importlib.metadata import version
+
+        parts.append(f"torch {version('torch')}")
+    except Exception:
+        pass
+    return ", ".join(parts)

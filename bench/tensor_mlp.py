@@ -1,0 +1,278 @@
+"""Training throughput of an MLP 784-256-128-10: our engine vs PyTorch eager vs plain numpy.
+
+One SGD step (lr 0.1, no momentum) of softmax cross-entropy on a float32 batch of 128,
+over a fixed set of random batches cycled in order. Every implementation starts from the
+same weights and runs in its own subprocess with BLAS/OpenMP pinned to --threads threads;
+the parent alternates them for --rounds rounds and reports medians.
+
+    .venv/bin/python bench/tensor_mlp.py [--rounds 5] [--seconds 2] [--quick]
+
+Implementations:
+  ours          engine.nn.MLP + optim.SGD + F.cross_entropy, after engine.perf.tune_malloc()
+  torch         torch 2.13 eager, torch.set_num_threads(threads), nn.Sequential + optim.SGD
+  numpy         a hand-written numpy forward/backward (below): no buffers, default malloc
+  numpy+malloc  the same numpy code after engine.perf.tune_malloc() (for information)
+  ours-nomalloc our engine without tune_malloc (only with --untuned, for information)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as H
+
+SIZES = (784, 256, 128, 10)
+
+
+def make_data(cfg: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`n_batches` batches of pixels in [0, 1) and random digit labels, from a fixed seed."""
+    rng = np.random.default_rng(cfg["seed"])
+    n, b = cfg["n_batches"], cfg["batch"]
+    x = rng.random((n * b, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], n * b).astype(np.int64)
+    return [x[i * b : (i + 1) * b] for i in range(n)], [y[i * b : (i + 1) * b] for i in range(n)]
+
+
+def init_weights(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """PyTorch's Linear init, weight (out, in), drawn once so all three start the same."""
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for a, b in itertools.pairwise(SIZES):
+        bound = 1 / np.sqrt(a)
+        w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
+        out.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
+    return out
+
+
+# -- the hand-written numpy reference: what a person writes without thinking about speed --
+
+
+class NumpyMLP:
+    def __init__(self, weights: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.W = [w.T.copy() for w, _ in weights]  # (in, out): h @ W + b
+        self.b = [b.copy() for _, b in weights]
+
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        # forward, keeping each layer's input
+        hs = [x]
+        h = x
+        last = len(self.W) - 1
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            z = h @ W + b
+            h = np.maximum(z, 0) if i < last else z
+            hs.append(h)
+        # softmax cross-entropy
+        n = len(y)
+        z = h - h.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(n), y]).mean()
+        # backward + SGD update
+        g = p.copy()
+        g[np.arange(n), y] -= 1
+        g /= n
+        for i in reversed(range(len(self.W))):
+            gW = hs[i].T @ g
+            gb = g.sum(axis=0)
+            if i > 0:
+                g = (g @ self.W[i].T) * (hs[i] > 0)
+            self.W[i] -= lr * gW
+            self.b[i] -= lr * gb
+        return float(loss)
+
+
+# -- children ------------------------------------------------------------------------------
+
+
+def child(name: str, cfg: dict) -> None:
+    if name in ("ours", "numpy+malloc"):
+        import engine.perf
+
+        engine.perf.tune_malloc()
+    xs, ys = make_data(cfg)
+    weights = init_weights(cfg["seed"])
+    lr, nb = cfg["lr"], cfg["n_batches"]
+    i = 0
+
+    if name in ("ours", "ours-nomalloc"):
+        import engine.nn.functional as F
+
+        import engine
+        from engine import nn, optim
+
+        model = nn.MLP(list(SIZES), activation="relu")
+        model.load_state_dict(
+            {
+                f"{2 * k}.{p}": a
+                for k, wb in enumerate(weights)
+                for p, a in zip(("weight", "bias"), wb)
+            }
+        )
+        opt = optim.SGD(model.parameters(), lr=lr, momentum=0.0)
+
+        def step() -> object:
+            nonlocal i
+            loss = F.cross_entropy(model(engine.Tensor(xs[i])), ys[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            i = (i + 1) % nb
+            return loss
+
+        def loss_value(t: object) -> float:
+            return float(t.item())  # type: ignore[attr-defined]
+
+    elif name == "torch":
+        import torch
+
+        torch.set_num_threads(cfg["threads"])
+        tx = [torch.from_numpy(x) for x in xs]
+        ty = [torch.from_numpy(y) for y in ys]
+        layers: list[torch.nn.Module] = []
+        for k, (w, b) in enumerate(weights):
+            lin = torch.nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(w))
+                lin.bias.copy_(torch.from_numpy(b))
+            layers.append(lin)
+            if k < len(weights) - 1:
+                layers.append(torch.nn.ReLU())
+        model_t = torch.nn.Sequential(*layers)
+        opt_t = torch.optim.SGD(model_t.parameters(), lr=lr, momentum=0.0)
+        ce = torch.nn.functional.cross_entropy
+
+        def step() -> object:
+            nonlocal i
+            loss = ce(model_t(tx[i]), ty[i])
+            opt_t.zero_grad()
+            loss.backward()
+            opt_t.step()
+            i = (i + 1) % nb
+            return loss
+
+        def loss_value(t: object) -> float:
+            return float(t.item())  # type: ignore[attr-defined]
+
+    elif name in ("numpy", "numpy+malloc"):
+        net = NumpyMLP(weights)
+
+        def step() -> object:
+            nonlocal i
+            loss = net.step(xs[i], ys[i], lr)
+            i = (i + 1) % nb
+            return loss
+
+        def loss_value(t: object) -> float:
+            return float(t)  # type: ignore[arg-type]
+
+    else:
+        raise SystemExit(f"unknown implementation {name!r}")
+
+    first = loss_value(step())  # step 1 from the shared initial weights: must agree
+    times = H.time_windows(step, cfg["warmup"], cfg["seconds"], windows=cfg["windows"])
+    per_step = float(np.median(times))
+    H.emit(
+        {
+            "samples_per_s": cfg["batch"] / per_step,
+            "step_ms": per_step * 1e3,
+            "windows_ms": [t * 1e3 for t in times],
+            "first_loss": first,
+            "brief": f"{cfg['batch'] / per_step:9.0f} samples/s  first loss {first:.5f}",
+        }
+    )
+
+
+# -- parent --------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per child")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed steps per child")
+    ap.add_argument("--windows", type=int, default=5, help="timed windows per child (median)")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--n-batches", type=int, default=60, help="random batches, cycled")
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP/torch threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-tuned-numpy", action="store_true", help="skip the numpy+malloc line")
+    ap.add_argument("--untuned", action="store_true", help="also run ours without tune_malloc")
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s (smoke test)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        child(args.child, json.loads(args.config))
+        return 0
+
+    if args.quick:
+        args.rounds, args.seconds, args.warmup = 2, 0.5, 5
+    cfg = {k: getattr(args, k) for k in ("seconds", "warmup", "windows", "batch", "lr", "seed")}
+    cfg |= {"n_batches": args.n_batches, "threads": args.threads}
+    names = ["ours", "torch", "numpy"]
+    if not args.no_tuned_numpy:
+        names.append("numpy+malloc")
+    if args.untuned:
+        names.append("ours-nomalloc")
+    script = str(Path(__file__).resolve())
+    jobs = {n: [script, "--child", n, "--config", json.dumps(cfg)] for n in names}
+
+    print(
+        f"MLP {'-'.join(map(str, SIZES))} relu, batch {args.batch}, SGD lr {args.lr}, "
+        f"cross-entropy, float32; {args.n_batches} random batches cycled"
+    )
+    print(
+        f"{args.rounds} alternated rounds x {args.seconds:g} s per child (+{args.warmup} warmup"
+        f" steps), threads={args.threads} (OPENBLAS/OMP/MKL_NUM_THREADS, torch.set_num_threads)"
+    )
+    print(H.versions())
+    res = H.alternate(jobs, args.rounds, args.threads)
+
+    sps = {n: H.median_of(res[n], "samples_per_s") for n in names}
+    rows = []
+    for n in names:
+        all_sps = sorted(r["samples_per_s"] for r in res[n])
+        rows.append(
+            [
+                n,
+                f"{sps[n]:,.0f}",
+                f"{1e3 * args.batch / sps[n]:.2f}",
+                f"{all_sps[0]:,.0f}..{all_sps[-1]:,.0f}",
+                f"{res[n][0]['first_loss']:.6f}",
+            ]
+        )
+    print()
+    print(
+        H.table(
+            ["implementation", "samples/s", "ms/step", "range over rounds", "loss at step 1"],
+            rows,
+        )
+    )
+    print()
+    ours = sps["ours"]
+    print(f"ours / torch  = {ours / sps['torch']:.2f}x   (to resolve: >= 0.6x; goal >= 1.0x)")
+    print(f"ours / numpy  = {ours / sps['numpy']:.2f}x   (to resolve: >= 1.0x)")
+    if "numpy+malloc" in sps:
+        print(f"ours / numpy+malloc = {ours / sps['numpy+malloc']:.2f}x   (information)")
+    if "ours-nomalloc" in sps:
+        print(f"ours / ours-nomalloc = {ours / sps['ours-nomalloc']:.2f}x   (tune_malloc's gain)")
+    # Same-round ratios (each round's children ran back to back): a noise check.
+    per_round = [r["samples_per_s"] / t["samples_per_s"] for r, t in zip(res["ours"], res["torch"])]
+    print("per-round ours/torch: " + " ".join(f"{x:.2f}" for x in per_round))
+    per_round = [r["samples_per_s"] / t["samples_per_s"] for r, t in zip(res["ours"], res["numpy"])]
+    print("per-round ours/numpy: " + " ".join(f"{x:.2f}" for x in per_round))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
