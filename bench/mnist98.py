@@ -8,7 +8,7 @@ BLAS/OpenMP and torch pinned to --threads threads; ours calls engine.perf.tune_m
 first, as our entry points do. The clock starts after the data is loaded and normalized
 and includes shuffling, training and the per-epoch evaluations.
 
-Data: the gzip IDX files in $GRADSCOPE_MNIST_DIR (default /work/shared/mnist), read with
+Data: the gzip IDX files in $GRADSCOPE_MNIST_DIR (default ../shared/mnist), read with
 engine.data.load_mnist when it works, else with the small reader below.
 
     .venv/bin/python bench/mnist98.py [--opt adam --lr 1e-3 --batch 128] [--quick]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as H
 
-DEFAULT_DIR = "/work/shared/mnist"
+DEFAULT_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "mnist")
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -64,7 +64,7 @@ def _linear_bw(out: Tensor) -> None:
         gw = (x2.T @ g2).T if w.data.flags.f_contiguous else g2.T @ x2
         _accumulate(w, gw)
     if len(out._prev) == 3 and out._prev[2].requires_grad:
-        _accumulate(out._prev[2], g2.sum(axis=0))
+        _accumulate(out._prev[2], np.add.reduce(g2, axis=0))
 
 
 def relu(x: Tensor) -> Tensor:
@@ -116,24 +116,31 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
             f"cross_entropy: target must be {n} integer class indices, got "
             f"shape {y.shape} of {y.dtype}"
         )
-    if n and (y.min() < 0 or y.max() >= c):
-        raise ValueError(f"cross_entropy: class index out of range [0, {c}): {y.min()}..{y.max()}")
-    z = logits.data - logits.data.max(axis=1, keepdims=True)
+    x = logits.data
+    z = x - np.maximum.reduce(x, axis=1, keepdims=True)  # ufunc reduce: no Python wrapper
     e = np.exp(z)
-    s = e.sum(axis=1, keepdims=True)
+    s = np.add.reduce(e, axis=1, keepdims=True)
     rows = np.arange(n)
-    losses = np.log(s[:, 0]) - z[rows, y]
+    # Viewed unsigned, a negative label becomes huge: indexing then checks both ends at once.
+    yu = y if y.dtype.kind == "u" else y.view(y.dtype.str.replace("i", "u"))
+    try:
+        picked = z[rows, yu]
+    except IndexError:
+        raise ValueError(
+            f"cross_entropy: class index out of range [0, {c}): {y.min()}..{y.max()}"
+        ) from None
+    losses = np.log(s[:, 0]) - picked
     out = _make(_reduce(losses, reduction), (logits,), "cross_entropy", _cross_entropy_bw)
     e /= s  # e is now the softmax, which is all the backward needs
-    out._ctx = (reduction, e, y)
+    out._ctx = (reduction, e, rows, yu)
     return out
 
 
 def _cross_entropy_bw(out: Tensor) -> None:
-    _, p, y = out._ctx
+    _, p, rows, y = out._ctx
     k = _scale(out, len(y))
     g = p * k  # d/dlogits = softmax - onehot, scaled by the reduction
-    g[np.arange(len(y)), y] -= k
+    g[rows, y] -= k
     _accumulate(out._prev[0], g)
 
 

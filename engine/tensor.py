@@ -233,9 +233,10 @@ class Tensor:
         return _make(np.tanh(self.data), (self,), "tanh", _tanh_bw)
 
     def relu(self) -> Tensor:
-        # x * mask beats np.maximum (no NaN bookkeeping; NaN still propagates), and the
-        # backward reuses the mask.
-        mask = self.data > 0
+        # x * mask beats np.maximum (no NaN bookkeeping; NaN still propagates); a mask of
+        # the same float dtype keeps both multiplies on numpy's fast same-type loops, and
+        # the backward reuses it.
+        mask = (self.data > 0).astype(self.data.dtype)
         out = _make(self.data * mask, (self,), "relu", _relu_bw)
         out._ctx = mask
         return out
