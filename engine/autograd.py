@@ -1,9 +1,13 @@
-"""What both engines share: the iterative topological sort over `_prev`."""
+"""Autograd machinery: the iterative topological sort both engines use, and the tensor
+engine's switches (no_grad, anomaly detection) and its one `unbroadcast` helper."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 
 class Node(Protocol):
@@ -32,3 +36,64 @@ def topological_order(root: N) -> list[N]:
             stack.pop()
             topo.append(v)
     return topo
+
+
+class _State:
+    """Process-wide switches: gradient recording and anomaly detection."""
+
+    grad_enabled = True
+    anomaly = False
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or Inf while anomaly detection was on."""
+
+    def __init__(self, op: str, label: str, phase: str) -> None:
+        self.op, self.label, self.phase = op, label, phase
+        where = f" ({label})" if label else ""
+        super().__init__(f"{phase} of op '{op}'{where} produced NaN or Inf")
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager / decorator: ops inside record no graph (inference, updates)."""
+
+    def __enter__(self) -> None:
+        self.prev = _State.grad_enabled
+        _State.grad_enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        _State.grad_enabled = self.prev
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise AnomalyError naming the first op whose output or gradient holds NaN or Inf."""
+    prev = _State.anomaly
+    _State.anomaly = True
+    try:
+        yield
+    finally:
+        _State.anomaly = prev
+
+
+def is_grad_enabled() -> bool:
+    return _State.grad_enabled
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back down to the operand's shape (every binary op uses it)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def accumulate(t: Any, g: np.ndarray) -> None:
+    """Add g into t.grad (new array, never in place: g may be shared with another tensor)."""
+    if t.requires_grad:
+        t.grad = g if t.grad is None else t.grad + g

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.tensor import Tensor, _accumulate, _make
+from engine.autograd import accumulate as _accumulate
+from engine.tensor import Tensor, _make
 
 REDUCTIONS = ("mean", "sum")
 

@@ -8,74 +8,19 @@ a new array), so an op may hand the same array to two parents safely.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from engine.autograd import topological_order
+from engine.autograd import AnomalyError, _State, topological_order, unbroadcast
+from engine.autograd import accumulate as _accumulate
 
 float32 = np.float32
 float64 = np.float64
 
 Backward = Callable[["Tensor"], None]
 ArrayLike = Any
-
-
-class _State:
-    """Process-wide switches: gradient recording and anomaly detection."""
-
-    grad_enabled = True
-    anomaly = False
-
-
-class AnomalyError(FloatingPointError):
-    """An op produced NaN or Inf while anomaly detection was on."""
-
-    def __init__(self, op: str, label: str, phase: str) -> None:
-        self.op, self.label, self.phase = op, label, phase
-        where = f" ({label})" if label else ""
-        super().__init__(f"{phase} of op '{op}'{where} produced NaN or Inf")
-
-
-class no_grad(contextlib.ContextDecorator):
-    """Context manager / decorator: ops inside record no graph (inference, updates)."""
-
-    def __enter__(self) -> None:
-        self.prev = _State.grad_enabled
-        _State.grad_enabled = False
-
-    def __exit__(self, *exc: object) -> None:
-        _State.grad_enabled = self.prev
-
-
-@contextlib.contextmanager
-def detect_anomaly() -> Iterator[None]:
-    """Raise AnomalyError naming the first op whose output or gradient holds NaN or Inf."""
-    prev = _State.anomaly
-    _State.anomaly = True
-    try:
-        yield
-    finally:
-        _State.anomaly = prev
-
-
-def is_grad_enabled() -> bool:
-    return _State.grad_enabled
-
-
-def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a broadcast gradient back down to the operand's shape (every binary op uses it)."""
-    if g.shape == shape:
-        return g
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
 
 
 def _as_array(data: ArrayLike, dtype: Any) -> np.ndarray:
@@ -248,68 +193,42 @@ class Tensor:
         s += 0.5
         return _make(s, (self,), "sigmoid", _sigmoid_bw)
 
-    # -- reductions --------------------------------------------------------------------
+    # -- reductions and shape ops (engine.shape_ops: forward beside backward) ---------
 
     def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        out = _make(np.sum(self.data, axis=dim, keepdims=keepdim), (self,), "sum", _sum_bw)
-        out._ctx = (dim, keepdim)
-        return out
+        return _shape.sum_(self, dim, keepdim)
 
     def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        out = _make(np.mean(self.data, axis=dim, keepdims=keepdim), (self,), "mean", _mean_bw)
-        out._ctx = (dim, keepdim)
-        return out
+        return _shape.mean(self, dim, keepdim)
 
     def max(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
         """Largest values (like torch.amax: values only; ties share the gradient)."""
-        out = _make(np.max(self.data, axis=dim, keepdims=keepdim), (self,), "max", _max_bw)
-        out._ctx = (dim, keepdim)
-        return out
+        return _shape.max_(self, dim, keepdim)
 
     def softmax(self, dim: int = -1) -> Tensor:
-        e = np.exp(self.data - self.data.max(axis=dim, keepdims=True))
-        e /= e.sum(axis=dim, keepdims=True)
-        out = _make(e, (self,), "softmax", _softmax_bw)
-        out._ctx = dim
-        return out
+        return _shape.softmax(self, dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        z = self.data - self.data.max(axis=dim, keepdims=True)
-        z -= np.log(np.exp(z).sum(axis=dim, keepdims=True))
-        out = _make(z, (self,), "log_softmax", _log_softmax_bw)
-        out._ctx = dim
-        return out
-
-    # -- shape ops ---------------------------------------------------------------------
+        return _shape.log_softmax(self, dim)
 
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = tuple(shape[0])  # type: ignore[arg-type]
-        return _make(self.data.reshape(shape), (self,), "reshape", _reshape_bw)
+        return _shape.reshape(self, shape)  # type: ignore[arg-type]
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (PyTorch's transpose); `.T` reverses them all."""
-        out = _make(np.swapaxes(self.data, dim0, dim1), (self,), "transpose", _transpose_bw)
-        out._ctx = (dim0, dim1)
-        return out
+        return _shape.transpose(self, dim0, dim1)
 
     def permute(self, *dims: int) -> Tensor:
-        out = _make(np.transpose(self.data, dims), (self,), "permute", _permute_bw)
-        out._ctx = dims
-        return out
+        return _shape.permute(self, dims)
 
     @property
     def T(self) -> Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def __getitem__(self, index: Any) -> Tensor:
-        if isinstance(index, Tensor):
-            index = index.data
-        elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        out = _make(self.data[index], (self,), "index", _index_bw)
-        out._ctx = index
-        return out
+        return _shape.index(self, index)
 
 
 # -- graph construction ------------------------------------------------------------------
@@ -354,20 +273,9 @@ def _make(data: np.ndarray, prev: tuple[Tensor, ...], op: str, backward: Backwar
     return out
 
 
-def _accumulate(t: Tensor, g: np.ndarray) -> None:
-    """Add g into t.grad (new array, never in place: g may be shared with another tensor)."""
-    if t.requires_grad:
-        t.grad = g if t.grad is None else t.grad + g
-
-
 def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along an existing axis (torch.cat)."""
-    if not tensors:
-        raise ValueError("concat needs at least one tensor")
-    ts = tuple(tensors)
-    out = _make(np.concatenate([t.data for t in ts], axis=dim), ts, "concat", _concat_bw)
-    out._ctx = dim
-    return out
+    return _shape.concat(tensors, dim)
 
 
 cat = concat
@@ -471,81 +379,5 @@ def _sigmoid_bw(out: Tensor) -> None:
     _accumulate(out._prev[0], out.grad * s * (1 - s))
 
 
-def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) -> np.ndarray:
-    """Undo a reduction's lost axes so g broadcasts against the input."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    elif axis is None and not keepdims:
-        g = np.reshape(g, (1,) * len(shape))
-    return g
-
-
-def _sum_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    axis, keepdims = out._ctx
-    _accumulate(a, np.broadcast_to(_expand(out.grad, a.shape, axis, keepdims), a.shape))
-
-
-def _mean_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    axis, keepdims = out._ctx
-    n = a.data.size // max(out.data.size, 1)
-    g = _expand(out.grad, a.shape, axis, keepdims) / n
-    _accumulate(a, np.broadcast_to(g, a.shape))
-
-
-def _max_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    axis, keepdims = out._ctx
-    m = _expand(out.data, a.shape, axis, keepdims)
-    mask = a.data == m
-    # Ties share the gradient equally (like torch.amax), so it sums to the output's.
-    share = mask / mask.sum(axis=axis, keepdims=True)
-    _accumulate(a, share * _expand(out.grad, a.shape, axis, keepdims))
-
-
-def _softmax_bw(out: Tensor) -> None:
-    s, g, axis = out.data, out.grad, out._ctx
-    _accumulate(out._prev[0], s * (g - (g * s).sum(axis=axis, keepdims=True)))
-
-
-def _log_softmax_bw(out: Tensor) -> None:
-    g, axis = out.grad, out._ctx
-    _accumulate(out._prev[0], g - np.exp(out.data) * g.sum(axis=axis, keepdims=True))
-
-
-def _reshape_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    _accumulate(a, out.grad.reshape(a.shape))
-
-
-def _transpose_bw(out: Tensor) -> None:
-    d0, d1 = out._ctx
-    _accumulate(out._prev[0], np.swapaxes(out.grad, d0, d1))
-
-
-def _permute_bw(out: Tensor) -> None:
-    _accumulate(out._prev[0], np.transpose(out.grad, np.argsort(out._ctx)))
-
-
-def _basic_index(index: Any) -> bool:
-    """True when indexing cannot select an element twice (ints, slices, None, ...)."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, int | slice | type(None)) or i is Ellipsis for i in parts)
-
-
-def _index_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    g = np.zeros_like(a.data)
-    if _basic_index(out._ctx):
-        g[out._ctx] = out.grad
-    else:  # fancy indexing may repeat an element: add every occurrence
-        np.add.at(g, out._ctx, out.grad)
-    _accumulate(a, g)
-
-
-def _concat_bw(out: Tensor) -> None:
-    axis = out._ctx
-    bounds = np.cumsum([p.shape[axis] for p in out._prev])[:-1]
-    for p, g in zip(out._prev, np.split(out.grad, bounds, axis=axis)):
-        _accumulate(p, g)
+# Imported last: shape_ops builds on _make and Tensor defined above.
+from engine import shape_ops as _shape  # noqa: E402

@@ -1,0 +1,163 @@
+"""Tensor reductions, softmax and shape ops: each forward beside its backward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.autograd import accumulate as _accumulate
+from engine.tensor import Tensor, _make
+
+Dim = int | tuple[int, ...] | None
+
+
+def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) -> np.ndarray:
+    """Undo a reduction's lost axes so g broadcasts against the input."""
+    if axis is not None and not keepdims:
+        g = np.expand_dims(g, axis)
+    elif axis is None and not keepdims:
+        g = np.reshape(g, (1,) * len(shape))
+    return g
+
+
+def sum_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
+    out = _make(np.sum(a.data, axis=dim, keepdims=keepdim), (a,), "sum", _sum_bw)
+    out._ctx = (dim, keepdim)
+    return out
+
+
+def _sum_bw(out: Tensor) -> None:
+    a = out._prev[0]
+    axis, keepdims = out._ctx
+    _accumulate(a, np.broadcast_to(_expand(out.grad, a.shape, axis, keepdims), a.shape))
+
+
+def mean(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
+    out = _make(np.mean(a.data, axis=dim, keepdims=keepdim), (a,), "mean", _mean_bw)
+    out._ctx = (dim, keepdim)
+    return out
+
+
+def _mean_bw(out: Tensor) -> None:
+    a = out._prev[0]
+    axis, keepdims = out._ctx
+    n = a.data.size // max(out.data.size, 1)
+    g = _expand(out.grad, a.shape, axis, keepdims) / n
+    _accumulate(a, np.broadcast_to(g, a.shape))
+
+
+def max_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
+    out = _make(np.max(a.data, axis=dim, keepdims=keepdim), (a,), "max", _max_bw)
+    out._ctx = (dim, keepdim)
+    return out
+
+
+def _max_bw(out: Tensor) -> None:
+    a = out._prev[0]
+    axis, keepdims = out._ctx
+    m = _expand(out.data, a.shape, axis, keepdims)
+    mask = a.data == m
+    # Ties share the gradient equally (like torch.amax), so it sums to the output's.
+    share = mask / mask.sum(axis=axis, keepdims=True)
+    _accumulate(a, share * _expand(out.grad, a.shape, axis, keepdims))
+
+
+def softmax(a: Tensor, dim: int) -> Tensor:
+    e = np.exp(a.data - a.data.max(axis=dim, keepdims=True))
+    e /= e.sum(axis=dim, keepdims=True)
+    out = _make(e, (a,), "softmax", _softmax_bw)
+    out._ctx = dim
+    return out
+
+
+def _softmax_bw(out: Tensor) -> None:
+    s, g, axis = out.data, out.grad, out._ctx
+    _accumulate(out._prev[0], s * (g - (g * s).sum(axis=axis, keepdims=True)))
+
+
+def log_softmax(a: Tensor, dim: int) -> Tensor:
+    z = a.data - a.data.max(axis=dim, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=dim, keepdims=True))
+    out = _make(z, (a,), "log_softmax", _log_softmax_bw)
+    out._ctx = dim
+    return out
+
+
+def _log_softmax_bw(out: Tensor) -> None:
+    g, axis = out.grad, out._ctx
+    _accumulate(out._prev[0], g - np.exp(out.data) * g.sum(axis=axis, keepdims=True))
+
+
+def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return _make(a.data.reshape(shape), (a,), "reshape", _reshape_bw)
+
+
+def _reshape_bw(out: Tensor) -> None:
+    a = out._prev[0]
+    _accumulate(a, out.grad.reshape(a.shape))
+
+
+def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
+    out = _make(np.swapaxes(a.data, dim0, dim1), (a,), "transpose", _transpose_bw)
+    out._ctx = (dim0, dim1)
+    return out
+
+
+def _transpose_bw(out: Tensor) -> None:
+    d0, d1 = out._ctx
+    _accumulate(out._prev[0], np.swapaxes(out.grad, d0, d1))
+
+
+def permute(a: Tensor, dims: tuple[int, ...]) -> Tensor:
+    out = _make(np.transpose(a.data, dims), (a,), "permute", _permute_bw)
+    out._ctx = dims
+    return out
+
+
+def _permute_bw(out: Tensor) -> None:
+    _accumulate(out._prev[0], np.transpose(out.grad, np.argsort(out._ctx)))
+
+
+def index(a: Tensor, index: Any) -> Tensor:
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    out = _make(a.data[index], (a,), "index", _index_bw)
+    out._ctx = index
+    return out
+
+
+def _basic_index(index: Any) -> bool:
+    """True when indexing cannot select an element twice (ints, slices, None, ...)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, int | slice | type(None)) or i is Ellipsis for i in parts)
+
+
+def _index_bw(out: Tensor) -> None:
+    a = out._prev[0]
+    g = np.zeros_like(a.data)
+    if _basic_index(out._ctx):
+        g[out._ctx] = out.grad
+    else:  # fancy indexing may repeat an element: add every occurrence
+        np.add.at(g, out._ctx, out.grad)
+    _accumulate(a, g)
+
+
+def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing axis (torch.cat)."""
+    if not tensors:
+        raise ValueError("concat needs at least one tensor")
+    ts = tuple(tensors)
+    out = _make(np.concatenate([t.data for t in ts], axis=dim), ts, "concat", _concat_bw)
+    out._ctx = dim
+    return out
+
+
+def _concat_bw(out: Tensor) -> None:
+    axis = out._ctx
+    bounds = np.cumsum([p.shape[axis] for p in out._prev])[:-1]
+    for p, g in zip(out._prev, np.split(out.grad, bounds, axis=axis)):
+        _accumulate(p, g)
