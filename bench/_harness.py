@@ -12,6 +12,8 @@ A child prints one line `@@result {json}` on stdout; everything else it prints i
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 import os
 import statistics
@@ -19,7 +21,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    Weights = list[tuple[np.ndarray, np.ndarray]]
 
 RESULT_PREFIX = "@@result "
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -56,6 +65,34 @@ def run_child(argv: Sequence[str], threads: int, timeout: float = 900.0) -> dict
         tail = (proc.stdout[-2000:] + "\n" + proc.stderr[-4000:]).strip()
         raise ChildError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
     return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def parse_or_run_child(
+    ap: argparse.ArgumentParser,
+    child: Callable[[str, dict[str, Any]], None],
+    quick: dict[str, Any] | None = None,
+) -> argparse.Namespace | None:
+    """Parse the command line, with the hidden --child/--config a parent passes its children.
+
+    In a child: run `child(name, config)` and return None (the script then exits 0). In the
+    parent: return the arguments, with the settings in `quick` applied if --quick was given.
+    """
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, json.loads(args.config))
+        return None
+    if quick and args.quick:
+        for key, value in quick.items():
+            setattr(args, key, value)
+    return args
+
+
+def child_jobs(script: str, names: Sequence[str], cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """The `alternate` jobs that run `script --child NAME --config CFG` for each name."""
+    path = str(Path(script).resolve())
+    return {n: [path, "--child", n, "--config", json.dumps(cfg)] for n in names}
 
 
 def alternate(
@@ -103,6 +140,60 @@ def time_windows(
                 break
         times.append(elapsed / n)
     return times
+
+
+def linear_init(sizes: Sequence[int], rng: np.random.Generator) -> Weights:
+    """PyTorch's nn.Linear init drawn from `rng`: float32 (weight (out, in), bias) per layer.
+
+    Drawn once and handed to every implementation, so that they all start the same.
+    """
+    import numpy as np
+
+    out = []
+    for a, b in itertools.pairwise(sizes):
+        bound = 1 / np.sqrt(a)
+        w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
+        out.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
+    return out
+
+
+def mlp_state_dict(weights: Weights) -> dict[str, np.ndarray]:
+    """`weights` as a state dict for engine.nn.MLP (linear layers at 0, 2, 4, ...)."""
+    return {
+        f"{2 * k}.{p}": a for k, wb in enumerate(weights) for p, a in zip(("weight", "bias"), wb)
+    }
+
+
+def torch_sequential(
+    weights: Weights, activation: str, output_activation: str = "linear"
+) -> torch.nn.Sequential:
+    """A torch.nn.Sequential of Linear layers holding copies of `weights`.
+
+    `activation` ("relu" or "tanh") follows every hidden layer; `output_activation`
+    ("linear" for none) the last one, as in engine.nn.MLP.
+    """
+    import torch
+
+    acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+    layers: list[torch.nn.Module] = []
+    for k, (w, b) in enumerate(weights):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        act = activation if k < len(weights) - 1 else output_activation
+        if act != "linear":
+            layers.append(acts[act]())
+    return torch.nn.Sequential(*layers)
+
+
+def backward_step(opt: Any, loss: Any) -> Any:
+    """One optimizer step on `loss` (ours or torch's): zero_grad, backward, step; `loss`."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

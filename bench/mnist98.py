@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import itertools
-import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,16 +72,25 @@ def load(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 def init_weights(sizes: list[int], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """PyTorch's Linear init, weight (out, in), drawn once so both sides start the same."""
-    rng = np.random.default_rng(seed + 1)
-    out = []
-    for a, b in itertools.pairwise(sizes):
-        bound = 1 / np.sqrt(a)
-        w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
-        out.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
-    return out
+    return H.linear_init(sizes, np.random.default_rng(seed + 1))
 
 
-# -- the two trainers: build(weights) -> (train_epoch(order), accuracy()) ------------------
+# -- the two trainers: build(weights) -> (train_epoch(order), accuracy(), set_lr(lr)) ------
+
+
+def epoch_trainer(
+    opt: Any, batch_loss: Callable[[Any], Any], batch: int, to_index: Callable[[Any], Any]
+) -> Callable[[np.ndarray], float]:
+    """train_epoch(order): a step of `opt` on `batch_loss(idx)` per batch of to_index(order)."""
+
+    def train_epoch(order: np.ndarray) -> float:
+        idx_all = to_index(order)
+        loss = None
+        for s in range(0, len(idx_all), batch):
+            loss = H.backward_step(opt, batch_loss(idx_all[s : s + batch]))
+        return float(loss.item())
+
+    return train_epoch
 
 
 def build_ours(cfg: dict, data: tuple, weights: list):
@@ -92,24 +101,16 @@ def build_ours(cfg: dict, data: tuple, weights: list):
 
     xtr, ytr, xte, yte = data
     model = nn.MLP(cfg["sizes"], activation="relu")
-    model.load_state_dict(
-        {f"{2 * k}.{p}": a for k, wb in enumerate(weights) for p, a in zip(("weight", "bias"), wb)}
-    )
+    model.load_state_dict(H.mlp_state_dict(weights))
     if cfg["opt"] == "adam":
         opt = optim.Adam(model.parameters(), lr=cfg["lr"])
     else:
         opt = optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
-    b = cfg["batch"]
 
-    def train_epoch(order: np.ndarray) -> float:
-        loss = None
-        for s in range(0, len(order), b):
-            idx = order[s : s + b]
-            loss = F.cross_entropy(model(engine.Tensor(xtr[idx])), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return float(loss.item())
+    def batch_loss(idx: np.ndarray) -> engine.Tensor:
+        return F.cross_entropy(model(engine.Tensor(xtr[idx])), ytr[idx])
+
+    train_epoch = epoch_trainer(opt, batch_loss, cfg["batch"], lambda order: order)
 
     def accuracy() -> float:
         with engine.no_grad():
@@ -127,33 +128,17 @@ def build_torch(cfg: dict, data: tuple, weights: list):
 
     torch.set_num_threads(cfg["threads"])
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in data)
-    layers: list[torch.nn.Module] = []
-    for k, (w, bias) in enumerate(weights):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(bias))
-        layers.append(lin)
-        if k < len(weights) - 1:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = H.torch_sequential(weights, "relu")
     if cfg["opt"] == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     else:
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     ce = torch.nn.functional.cross_entropy
-    b = cfg["batch"]
 
-    def train_epoch(order: np.ndarray) -> float:
-        order_t = torch.from_numpy(order)
-        loss = None
-        for s in range(0, len(order_t), b):
-            idx = order_t[s : s + b]
-            loss = ce(model(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return float(loss.item())
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return ce(model(xtr[idx]), ytr[idx])
+
+    train_epoch = epoch_trainer(opt, batch_loss, cfg["batch"], torch.from_numpy)
 
     def accuracy() -> float:
         with torch.no_grad():
@@ -238,17 +223,11 @@ def main() -> int:
         action="store_true",
         help="smoke test: 10,000 training images, 1 epoch, target 90%%",
     )
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--config", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-
-    if args.child:
-        child(args.child, json.loads(args.config))
+    args = H.parse_or_run_child(ap, child, quick={"max_epochs": 1, "target": 0.90, "rounds": 1})
+    if args is None:
         return 0
 
-    train_limit = 0
-    if args.quick:
-        train_limit, args.max_epochs, args.target, args.rounds = 10_000, 1, 0.90, 1
+    train_limit = 10_000 if args.quick else 0
     cfg = {
         "sizes": [int(s) for s in args.sizes.split(",")],
         "opt": args.opt,
@@ -264,8 +243,7 @@ def main() -> int:
         "train_limit": train_limit,
     }
     names = [s.strip() for s in args.sides.split(",") if s.strip()]
-    script = str(Path(__file__).resolve())
-    jobs = {n: [script, "--child", n, "--config", json.dumps(cfg)] for n in names}
+    jobs = H.child_jobs(__file__, names, cfg)
 
     opt = (
         f"Adam lr {args.lr:g}"

@@ -18,8 +18,6 @@ Implementations:
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -43,13 +41,7 @@ def make_data(cfg: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def init_weights(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """PyTorch's Linear init, weight (out, in), drawn once so all three start the same."""
-    rng = np.random.default_rng(seed + 1)
-    out = []
-    for a, b in itertools.pairwise(SIZES):
-        bound = 1 / np.sqrt(a)
-        w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
-        out.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
-    return out
+    return H.linear_init(SIZES, np.random.default_rng(seed + 1))
 
 
 # -- the hand-written numpy reference: what a person writes without thinking about speed --
@@ -102,6 +94,7 @@ def child(name: str, cfg: dict) -> None:
     lr, nb = cfg["lr"], cfg["n_batches"]
     i = 0
 
+    # train(x, y): one SGD step on one batch; its loss (a tensor, or a float for numpy)
     if name in ("ours", "ours-nomalloc"):
         import engine.nn.functional as F
 
@@ -109,74 +102,42 @@ def child(name: str, cfg: dict) -> None:
         from engine import nn, optim
 
         model = nn.MLP(list(SIZES), activation="relu")
-        model.load_state_dict(
-            {
-                f"{2 * k}.{p}": a
-                for k, wb in enumerate(weights)
-                for p, a in zip(("weight", "bias"), wb)
-            }
-        )
+        model.load_state_dict(H.mlp_state_dict(weights))
         opt = optim.SGD(model.parameters(), lr=lr, momentum=0.0)
 
-        def step() -> object:
-            nonlocal i
-            loss = F.cross_entropy(model(engine.Tensor(xs[i])), ys[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            i = (i + 1) % nb
-            return loss
-
-        def loss_value(t: object) -> float:
-            return float(t.item())  # type: ignore[attr-defined]
+        def train(x: np.ndarray, y: np.ndarray) -> object:
+            return H.backward_step(opt, F.cross_entropy(model(engine.Tensor(x)), y))
 
     elif name == "torch":
         import torch
 
         torch.set_num_threads(cfg["threads"])
-        tx = [torch.from_numpy(x) for x in xs]
-        ty = [torch.from_numpy(y) for y in ys]
-        layers: list[torch.nn.Module] = []
-        for k, (w, b) in enumerate(weights):
-            lin = torch.nn.Linear(w.shape[1], w.shape[0])
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(w))
-                lin.bias.copy_(torch.from_numpy(b))
-            layers.append(lin)
-            if k < len(weights) - 1:
-                layers.append(torch.nn.ReLU())
-        model_t = torch.nn.Sequential(*layers)
+        xs = [torch.from_numpy(x) for x in xs]
+        ys = [torch.from_numpy(y) for y in ys]
+        model_t = H.torch_sequential(weights, "relu")
         opt_t = torch.optim.SGD(model_t.parameters(), lr=lr, momentum=0.0)
         ce = torch.nn.functional.cross_entropy
 
-        def step() -> object:
-            nonlocal i
-            loss = ce(model_t(tx[i]), ty[i])
-            opt_t.zero_grad()
-            loss.backward()
-            opt_t.step()
-            i = (i + 1) % nb
-            return loss
-
-        def loss_value(t: object) -> float:
-            return float(t.item())  # type: ignore[attr-defined]
+        def train(x: torch.Tensor, y: torch.Tensor) -> object:
+            return H.backward_step(opt_t, ce(model_t(x), y))
 
     elif name in ("numpy", "numpy+malloc"):
         net = NumpyMLP(weights)
 
-        def step() -> object:
-            nonlocal i
-            loss = net.step(xs[i], ys[i], lr)
-            i = (i + 1) % nb
-            return loss
-
-        def loss_value(t: object) -> float:
-            return float(t)  # type: ignore[arg-type]
+        def train(x: np.ndarray, y: np.ndarray) -> object:
+            return net.step(x, y, lr)
 
     else:
         raise SystemExit(f"unknown implementation {name!r}")
 
-    first = loss_value(step())  # step 1 from the shared initial weights: must agree
+    def step() -> object:
+        nonlocal i
+        loss = train(xs[i], ys[i])
+        i = (i + 1) % nb
+        return loss
+
+    loss = step()  # step 1 from the shared initial weights: must agree
+    first = loss if isinstance(loss, float) else float(loss.item())  # type: ignore[attr-defined]
     times = H.time_windows(step, cfg["warmup"], cfg["seconds"], windows=cfg["windows"])
     per_step = float(np.median(times))
     H.emit(
@@ -207,16 +168,10 @@ def main() -> int:
     ap.add_argument("--no-tuned-numpy", action="store_true", help="skip the numpy+malloc line")
     ap.add_argument("--untuned", action="store_true", help="also run ours without tune_malloc")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s (smoke test)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--config", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-
-    if args.child:
-        child(args.child, json.loads(args.config))
+    args = H.parse_or_run_child(ap, child, quick={"rounds": 2, "seconds": 0.5, "warmup": 5})
+    if args is None:
         return 0
 
-    if args.quick:
-        args.rounds, args.seconds, args.warmup = 2, 0.5, 5
     cfg = {k: getattr(args, k) for k in ("seconds", "warmup", "windows", "batch", "lr", "seed")}
     cfg |= {"n_batches": args.n_batches, "threads": args.threads}
     names = ["ours", "torch", "numpy"]
@@ -224,8 +179,7 @@ def main() -> int:
         names.append("numpy+malloc")
     if args.untuned:
         names.append("ours-nomalloc")
-    script = str(Path(__file__).resolve())
-    jobs = {n: [script, "--child", n, "--config", json.dumps(cfg)] for n in names}
+    jobs = H.child_jobs(__file__, names, cfg)
 
     print(
         f"MLP {'-'.join(map(str, SIZES))} relu, batch {args.batch}, SGD lr {args.lr}, "

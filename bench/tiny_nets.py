@@ -17,8 +17,6 @@ fair setting for tiny nets); the parent alternates them for --rounds rounds, med
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -44,13 +42,7 @@ def net_setup(key: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple]]
         rng = np.random.default_rng(seed)
         x = rng.uniform(-1, 1, (200, 2)).astype(np.float32)
         y = np.where(x[:, 0] * x[:, 1] > 0, 1.0, -1.0).astype(np.float32).reshape(-1, 1)
-        weights = []
-        sizes = NETS["a"]["sizes"]
-        for a, b in itertools.pairwise(sizes):
-            bound = 1 / np.sqrt(a)
-            w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
-            weights.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
-        return x, y, weights
+        return x, y, H.linear_init(NETS["a"]["sizes"], rng)
     from engine.examples import TINY_XS, TINY_YS, TinyClassifier
 
     x = np.array(TINY_XS, dtype=np.float32)
@@ -71,9 +63,7 @@ def ours_step(key: str, seed: int):
     spec = NETS[key]
     x, y, weights = net_setup(key, seed)
     model = nn.MLP(spec["sizes"], activation="tanh", output_activation=spec["out_act"])
-    model.load_state_dict(
-        {f"{2 * k}.{p}": a for k, wb in enumerate(weights) for p, a in zip(("weight", "bias"), wb)}
-    )
+    model.load_state_dict(H.mlp_state_dict(weights))
     opt = optim.SGD(model.parameters(), lr=spec["lr"])
     xt, red = engine.Tensor(x), spec["reduction"]
 
@@ -92,16 +82,7 @@ def torch_step(key: str, seed: int):
 
     spec = NETS[key]
     x, y, weights = net_setup(key, seed)
-    layers: list[torch.nn.Module] = []
-    for k, (w, b) in enumerate(weights):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if k < len(weights) - 1 or spec["out_act"] == "tanh":
-            layers.append(torch.nn.Tanh())
-    model = torch.nn.Sequential(*layers)
+    model = H.torch_sequential(weights, "tanh", output_activation=spec["out_act"])
     opt = torch.optim.SGD(model.parameters(), lr=spec["lr"])
     xt, yt, red = torch.from_numpy(x), torch.from_numpy(y), spec["reduction"]
     mse = torch.nn.functional.mse_loss
@@ -154,20 +135,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-scalar", action="store_true", help="skip the scalar engine")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 0.25 s (smoke test)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--config", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-
-    if args.child:
-        child(args.child, json.loads(args.config))
+    args = H.parse_or_run_child(ap, child, quick={"rounds": 2, "seconds": 0.25, "warmup": 10})
+    if args is None:
         return 0
 
-    if args.quick:
-        args.rounds, args.seconds, args.warmup = 2, 0.25, 10
     cfg = {k: getattr(args, k) for k in ("seconds", "warmup", "windows", "threads", "seed")}
     names = ["ours", "torch"] + ([] if args.no_scalar else ["scalar"])
-    script = str(Path(__file__).resolve())
-    jobs = {n: [script, "--child", n, "--config", json.dumps(cfg)] for n in names}
+    jobs = H.child_jobs(__file__, names, cfg)
     print(
         f"{args.rounds} alternated rounds x {args.seconds:g} s per net per child "
         f"(+{args.warmup} warmup steps); threads={args.threads} "

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,12 +152,19 @@ class _Activation(Module):
     op = ""
 
     def __init__(self) -> None:
-        self.last_output: Tensor | None = None
+        self._last: weakref.ref[Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         out = getattr(x, self.op)()
-        self.last_output = out
+        # A weak reference: holding the output (and through it the whole graph) until the
+        # next step would make every step write to fresh, cache-cold memory.
+        self._last = weakref.ref(out)
         return out
+
+    @property
+    def last_output(self) -> Tensor | None:
+        """The output of the last forward while its graph is still alive, else None."""
+        return self._last() if self._last is not None else None
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__}

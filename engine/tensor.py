@@ -37,7 +37,17 @@ def _as_array(data: ArrayLike, dtype: Any) -> np.ndarray:
 class Tensor:
     """An n-dimensional array that records the ops that made it, for back-propagation."""
 
-    __slots__ = ("_backward", "_ctx", "_prev", "data", "grad", "label", "op", "requires_grad")
+    __slots__ = (
+        "__weakref__",
+        "_backward",
+        "_ctx",
+        "_prev",
+        "data",
+        "grad",
+        "label",
+        "op",
+        "requires_grad",
+    )
     __array_ufunc__ = None  # so `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(

@@ -42,8 +42,11 @@ def test_dead_relu_fraction_counts_units_dead_for_the_whole_batch() -> None:
     lin = m.layers[0]
     lin.weight.data[...] = [[1, 0], [0, 1], [-1, 0], [0, -5]]
     lin.bias.data[...] = [0, 0, -10, -10]  # units 2 and 3 can never fire on these inputs
-    m(Tensor([[1.0, 1.0], [2.0, 0.5]]))
+    out = m(Tensor([[1.0, 1.0], [2.0, 0.5]]))  # the stats read the live graph
+    assert out.shape == (2, 1)
     assert health.dead_relu_fractions(m) == {"1": 0.5}
+    del out  # once the step's graph is gone, nothing of it is kept alive for the stats
+    assert health.dead_relu_fractions(m) == {}
 
 
 def test_anomaly_mode_names_the_first_bad_op() -> None:
