@@ -69,6 +69,9 @@ class Optimizer:
             for k, v in s.items():
                 if np.shape(v) != p.shape:
                     raise ValueError(f"optimizer buffer {k}: shape {np.shape(v)}, param {p.shape}")
+        unknown = set(sd["hyper"]) - {"lr", *self.hyper_names}
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} hyperparameters {sorted(unknown)}")
         for k, v in sd["hyper"].items():
             setattr(self, k, v)
         self.steps = int(sd["steps"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 
 # glibc mallopt parameters (malloc.h).
@@ -31,11 +30,3 @@ def tune_malloc() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, _BIG) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, _BIG) == 1 and ok
     return ok
-
-
-def set_threads(n: int | None = None) -> int:
-    """Ask BLAS for n threads (default: all cores) before numpy loads; returns n."""
-    n = n or os.cpu_count() or 1
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
-    return n

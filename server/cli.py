@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.examples import Example, NapkinAverage, TinyClassifier
 from engine.graph import to_dot
+from engine.perf import tune_malloc
 
 DEMOS = {
     "napkin": (NapkinAverage, 300, "a linear neuron learns to average 2x2 pixel rectangles"),
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gradscope` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_malloc()  # numpy's big temporaries reuse heap memory instead of fresh mmaps
     if args.command == "demo":
         if args.steps is not None and args.steps < 1:
             parser.error("--steps must be at least 1")

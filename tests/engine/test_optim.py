@@ -173,3 +173,12 @@ def test_checkpoint_errors_are_clear(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "junk.npz", model)
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "missing.npz", model)
+
+
+def test_optimizer_state_refuses_unknown_hyperparameters() -> None:
+    opt = optim.SGD([nn.Parameter(np.zeros(2))], lr=0.1)
+    sd = opt.state_dict()
+    sd["hyper"]["params"] = []  # a crafted file must not overwrite arbitrary attributes
+    with pytest.raises(ValueError, match="unknown SGD hyperparameters"):
+        opt.load_state_dict(sd)
+    assert len(opt.params) == 1
