@@ -71,7 +71,7 @@ class Value:
         x = self.data
         if x == 0.0 and k < 0:
             raise ZeroDivisionError(f"{_name(self)} is 0 and cannot be raised to the power {k}")
-        if x < 0.0 and k != int(k):
+        if x < 0.0 and not float(k).is_integer():
             raise ValueError(f"{_name(self)} = {x} is negative: a fractional power {k} is not real")
         try:
             data = x**k

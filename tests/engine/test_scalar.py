@@ -125,6 +125,8 @@ def test_bad_math_raises_clear_errors() -> None:
         Value(2.0) ** Value(3.0)  # type: ignore[operator]
     with pytest.raises(ValueError, match="fractional power"):
         Value(-8.0) ** 0.5
+    with pytest.raises(ValueError, match="fractional power"):
+        Value(-8.0) ** float("inf")  # not an OverflowError from int(inf)
     with pytest.raises(ZeroDivisionError, match="cannot be raised"):
         Value(1.0) / Value(0.0)
     with pytest.raises(OverflowError, match="exp"):
