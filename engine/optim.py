@@ -123,6 +123,7 @@ class Adam(Optimizer):
 
     hyper_names = ("betas", "eps", "weight_decay")
     decoupled = False
+    default_weight_decay = 0.0
 
     def __init__(
         self,
@@ -130,11 +131,13 @@ class Adam(Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
         super().__init__(params, lr)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if weight_decay is None:  # PyTorch's defaults: 0 for Adam, 0.01 for AdamW
+            weight_decay = self.default_weight_decay
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
@@ -168,16 +171,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter)."""
 
     decoupled = True
-
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay)
+    default_weight_decay = 1e-2
 
 
 class LRScheduler:

@@ -22,36 +22,33 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) ->
     return g
 
 
-def sum_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
-    out = _make(np.sum(a.data, axis=dim, keepdims=keepdim), (a,), "sum", _sum_bw)
+def _reduction(a: Tensor, f: Any, op: str, backward: Any, dim: Dim, keepdim: bool) -> Tensor:
+    out = _make(f(a.data, axis=dim, keepdims=keepdim), (a,), op, backward)
     out._ctx = (dim, keepdim)
     return out
+
+
+def sum_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
+    return _reduction(a, np.sum, "sum", _sum_bw, dim, keepdim)
 
 
 def _sum_bw(out: Tensor) -> None:
     a = out._prev[0]
-    axis, keepdims = out._ctx
-    _accumulate(a, np.broadcast_to(_expand(out.grad, a.shape, axis, keepdims), a.shape))
+    _accumulate(a, np.broadcast_to(_expand(out.grad, a.shape, *out._ctx), a.shape))
 
 
 def mean(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
-    out = _make(np.mean(a.data, axis=dim, keepdims=keepdim), (a,), "mean", _mean_bw)
-    out._ctx = (dim, keepdim)
-    return out
+    return _reduction(a, np.mean, "mean", _mean_bw, dim, keepdim)
 
 
 def _mean_bw(out: Tensor) -> None:
     a = out._prev[0]
-    axis, keepdims = out._ctx
     n = a.data.size // max(out.data.size, 1)
-    g = _expand(out.grad, a.shape, axis, keepdims) / n
-    _accumulate(a, np.broadcast_to(g, a.shape))
+    _accumulate(a, np.broadcast_to(_expand(out.grad, a.shape, *out._ctx) / n, a.shape))
 
 
 def max_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
-    out = _make(np.max(a.data, axis=dim, keepdims=keepdim), (a,), "max", _max_bw)
-    out._ctx = (dim, keepdim)
-    return out
+    return _reduction(a, np.max, "max", _max_bw, dim, keepdim)
 
 
 def _max_bw(out: Tensor) -> None:
