@@ -57,7 +57,7 @@ class Module:
             elif isinstance(v, list | tuple):
                 for i, m in enumerate(v):
                     if isinstance(m, Module):
-                        yield f"{name}.{i}" if name != "layers" else str(i), m
+                        yield f"{name}.{i}", m
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, v in vars(self).items():
@@ -212,6 +212,10 @@ class Sequential(Module):
         for m in self.layers:
             x = m(x)
         return x
+
+    def children(self) -> Iterator[tuple[str, Module]]:
+        # Named by position, as in PyTorch: "0.weight", "2.bias", ...
+        return ((str(i), m) for i, m in enumerate(self.layers))
 
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]
