@@ -10,13 +10,13 @@ TORCH := torch==2.13.0
 
 .PHONY: run test setup setup-test lint bench clean
 
+# HOST/PORT/DATA_DIR pass through to `gradscope serve` (defaults 127.0.0.1, 8000, ~/.local/share/gradscope).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SERVE_ARGS = --host $(HOST) --port $(PORT) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
 run: setup
-	@echo
-	@echo "Gradscope is installed in $(VENV) (engine + command line)."
-	@echo "The web dashboard server is not built yet: there is nothing to serve, so 'make run'"
-	@echo "stops here. Meanwhile, watch the two articles' networks train in the terminal:"
-	@echo "    $(BIN)/gradscope demo napkin"
-	@echo "    $(BIN)/gradscope demo micrograd --dot graph.dot"
+	$(BIN)/gradscope serve $(SERVE_ARGS)
 
 test: setup-test
 	$(BIN)/ruff check .

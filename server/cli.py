@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.examples import Example, NapkinAverage, TinyClassifier
 from engine.graph import to_dot
 from engine.perf import tune_malloc
+from server import commands
 
 DEMOS = {
     "napkin": (NapkinAverage, 300, "a linear neuron learns to average 2x2 pixel rectangles"),
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help="seed for the data (napkin) or the weights (micrograd)")
     d.add_argument("--every", type=int, default=10, help="print progress every N steps")
     d.add_argument("--dot", type=Path, help="write the last loss graph as Graphviz DOT here")
+    commands.add_parsers(sub)
     return parser
 
 
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.every < 1:
             parser.error("--every must be at least 1")
         return demo(args.name, args.steps, args.lr, args.seed, args.every, args.dot)
+    if args.command in commands.HANDLERS:
+        return commands.HANDLERS[args.command](args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse guards it
     return 2
 

@@ -1,0 +1,1 @@
+"""REST and websocket routes, one APIRouter per area."""

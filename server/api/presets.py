@@ -1,0 +1,27 @@
+"""GET /api/presets: the ready-made runs with their full configs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from server.api.models import Preset, PresetList
+from server.config import PRESETS
+
+router = APIRouter(prefix="/api/presets", tags=["presets"])
+
+
+@router.get("", response_model=PresetList)
+def list_presets() -> PresetList:
+    """Every preset; the featured ones reproduce the two articles."""
+    return PresetList(
+        presets=[
+            Preset(
+                name=name,
+                title=p.title,
+                description=p.description,
+                featured=p.featured,
+                config=p.config,
+            )
+            for name, p in PRESETS.items()
+        ]
+    )

@@ -1,0 +1,130 @@
+"""Websockets: /ws/runs/{id} (one run's events) and /ws/runs (run-list changes).
+
+Protocol (docs/events.md): the server sends {"kind": "hello", "run", "config", "last_seq"},
+then {"kind": "events", "events": [...]} batches in seq order, each event once. A client
+may send {"since": seq} at any time to be replayed from there (a reconnect resumes with
+no gap); anything else is answered by a close with code 1008 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+
+from server.api.deps import RUN_ID_PATTERN, HubDep, StoreDep
+from server.hub import ListClient
+
+router = APIRouter(tags=["websockets"])
+CLOSE_UNKNOWN_RUN = 4404
+CLOSE_POLICY = 1008
+
+
+def _parse_since(text: str | None) -> int:
+    """The seq in a {"since": seq} message; ValueError naming the problem otherwise."""
+    if text is None:
+        raise ValueError("messages must be JSON text")
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError("messages must be JSON") from None
+    if not isinstance(msg, dict) or set(msg) != {"since"}:
+        raise ValueError('the only message understood is {"since": <seq>}')
+    since = msg["since"]
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise ValueError('"since" must be a non-negative integer')
+    return since
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await ws.close(code=code, reason=reason[:120])
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_stream(
+    ws: WebSocket,
+    run_id: str,
+    store: StoreDep,
+    hub: HubDep,
+    since: Annotated[int, Query(ge=0)] = 0,
+) -> None:
+    """Replay what the client has not seen, then stream live."""
+    await ws.accept()
+    run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
+    if run is None:
+        await _close(ws, CLOSE_UNKNOWN_RUN, f"no run with id {run_id!r}")
+        return
+    await ws.send_json(
+        {"kind": "hello", "run": run.to_dict(), "config": run.config, "last_seq": run.last_seq}
+    )
+    client = hub.subscribe(run_id, since)
+    pump = asyncio.create_task(hub.pump(ws, client))
+    try:
+        while True:
+            receive = asyncio.create_task(ws.receive())
+            done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if pump in done:
+                receive.cancel()
+                break  # the client went away while we were sending
+            msg = receive.result()
+            if msg["type"] == "websocket.disconnect":
+                break
+            try:
+                client.restart(_parse_since(msg.get("text")))
+            except ValueError as e:
+                await _close(ws, CLOSE_POLICY, str(e))
+                break
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        hub.unsubscribe(client)
+
+
+@router.websocket("/ws/runs")
+async def run_list_stream(ws: WebSocket, store: StoreDep, hub: HubDep) -> None:
+    """The full run list, then each change as it happens."""
+    await ws.accept()
+    client = hub.subscribe_list()
+
+    async def send_full() -> None:
+        runs = await asyncio.to_thread(store.list_runs)
+        await ws.send_json(
+            {"kind": "runs", "full": True, "runs": [r.to_dict() for r in runs], "deleted": []}
+        )
+
+    async def pump(c: ListClient) -> None:
+        await send_full()
+        while True:
+            text = await c.queue.get()
+            if c.behind:
+                c.behind = False
+                while not c.queue.empty():
+                    c.queue.get_nowait()
+                await send_full()
+            else:
+                await ws.send_text(text)
+
+    task = asyncio.create_task(pump(client))
+    try:
+        while True:
+            receive = asyncio.create_task(ws.receive())
+            done, _ = await asyncio.wait({receive, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                receive.cancel()
+                break
+            msg = receive.result()
+            if msg["type"] == "websocket.disconnect":
+                break
+            await _close(ws, CLOSE_POLICY, "this stream takes no messages")
+            break
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        hub.unsubscribe_list(client)

@@ -1,0 +1,300 @@
+"""The training loop that turns a Trainer's steps into events in the store.
+
+It runs in a spawned worker process for server runs (commands arrive over a Pipe) and in
+the foreground for `gradscope train`. Events are buffered and committed in one transaction
+every `flush_interval` seconds, so writing never throttles training, and a step's events
+are always committed together: the store only ever holds whole steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from server.config import RunConfig
+from server.store import Store
+from server.training import Trainer, TrainingDiverged, build_trainer
+
+# Recording snapshots may take this share of training time; k adapts to stay under it.
+RECORD_BUDGET = 0.02
+# How often a worker looks at its command pipe while running (seconds).
+COMMAND_POLL = 0.005
+MAX_RECORD_EVERY = 10_000
+KEEP_CHECKPOINTS = 2
+
+
+class Stopped(Exception):
+    """The run was told to stop (or its server went away): leave the loop cleanly."""
+
+    def __init__(self, state: str, message: str | None = None) -> None:
+        super().__init__(state)
+        self.state, self.message = state, message
+
+
+class TrainingLoop:
+    """Drive one run: steps, recording cadence, checkpoints, flushes, pause/step/stop."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        trainer: Trainer,
+        config: RunConfig,
+        control: Connection | None = None,
+        on_progress: Callable[[TrainingLoop], None] | None = None,
+        flush_interval: float = 0.05,
+    ) -> None:
+        self.store, self.run_id, self.trainer, self.config = store, run_id, trainer, config
+        self.control, self.on_progress = control, on_progress
+        self.flush_interval = flush_interval
+        self.buffer: list[dict[str, Any]] = []
+        self.fixed_every = config.record.every
+        self.record_every = self.fixed_every or 1
+        self.checkpoint_every = config.record.checkpoint_every
+        self.last_record = -1
+        self.step_time = 0.0  # moving average of seconds per step
+        self.last_loss = math.nan
+        self.last_metrics: dict[str, Any] = {}
+        self.paused = False
+        self.pending_steps = 0
+        self.run_fields: dict[str, Any] = {}
+        self.checkpoints: list[str] = []
+
+    # -- events -------------------------------------------------------------------
+    def emit(self, events: list[dict[str, Any]]) -> None:
+        """Buffer events (stamped with the wall time) for the next flush."""
+        now = time.time()
+        for e in events:
+            e.setdefault("t", now)
+        self.buffer.extend(events)
+
+    def flush(self) -> None:
+        """Commit the buffered events and the run's counters in one transaction."""
+        fields = {"step": self.trainer.step, "epoch": self.trainer.epoch, **self.run_fields}
+        self.store.append_events(self.run_id, self.buffer, fields)
+        self.buffer.clear()
+        self.run_fields.clear()
+        self.last_flush = time.monotonic()
+        self._prune_checkpoints()
+
+    def set_state(self, state: str, **kwargs: Any) -> None:
+        self.flush()
+        self.store.set_state(self.run_id, state, **kwargs)
+
+    # -- the loop -----------------------------------------------------------------
+    def run(self, resume: bool = False) -> str:
+        """Train to the end (or until stopped); returns the final state."""
+        self.last_flush = time.monotonic()
+        try:
+            if resume:
+                self._restore()
+            else:
+                self.emit(self.trainer.start_events())
+            self.set_state("running")
+            self._train()
+            self._record()
+            self._checkpoint()
+            self.set_state("finished")
+            return "finished"
+        except Stopped as s:
+            if s.state == "stopped":
+                self._checkpoint()
+            self.set_state(s.state, message=s.message)
+            return s.state
+        except TrainingDiverged as e:
+            self.set_state("failed", message=str(e.message), op=e.op)
+            return "failed"
+        except KeyboardInterrupt:
+            self._checkpoint()
+            self.set_state("interrupted", message="interrupted from the keyboard (Ctrl-C)")
+            return "interrupted"
+        except Exception as e:
+            fields = {"message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            try:
+                self.set_state("failed", **fields)
+            except Exception:
+                # The store itself failed (disk full, read-only): record the failure alone.
+                self.buffer.clear()
+                with contextlib.suppress(Exception):
+                    self.store.set_state(self.run_id, "failed", **fields)
+            return "failed"
+
+    def _train(self) -> None:
+        trainer = self.trainer
+        next_poll = 0.0
+        while trainer.step < trainer.total_steps:
+            now = time.monotonic()
+            if self.control is not None and (now >= next_poll or self.paused):
+                self._commands()
+                next_poll = time.monotonic() + COMMAND_POLL
+            t0 = time.perf_counter()
+            loss = trainer.train_step()
+            dt = time.perf_counter() - t0
+            self.step_time = dt if self.step_time == 0 else 0.9 * self.step_time + 0.1 * dt
+            self.last_loss = loss
+            self.emit(
+                [
+                    {
+                        "type": "metrics",
+                        "step": trainer.step,
+                        "data": {"epoch": trainer.epoch, "train_loss": loss},
+                    }
+                ]
+            )
+            if trainer.epoch_finished():
+                epoch = trainer.epoch_events()
+                self.emit(epoch)
+                for e in epoch:
+                    if e["type"] == "metrics":
+                        self.last_metrics = e["data"]
+            if trainer.step - max(self.last_record, 0) >= self.record_every:
+                self._record()
+            if self.checkpoint_every and trainer.step % self.checkpoint_every == 0:
+                self._checkpoint()
+            if self.pending_steps:
+                self.pending_steps -= 1
+                if self.pending_steps == 0:
+                    self._ack("step")
+            if time.monotonic() - self.last_flush >= self.flush_interval:
+                self.flush()
+                if self.on_progress is not None:
+                    self.on_progress(self)
+
+    def _record(self) -> None:
+        """Take the every-k-steps snapshot and adapt k to keep it within budget."""
+        if self.last_record == self.trainer.step:
+            return
+        t0 = time.perf_counter()
+        self.emit(self.trainer.record_events())
+        cost = time.perf_counter() - t0
+        self.last_record = self.trainer.step
+        if self.fixed_every is None and self.step_time > 0:
+            k = math.ceil(cost / (RECORD_BUDGET * self.step_time))
+            self.record_every = max(1, min(MAX_RECORD_EVERY, k))
+
+    def _checkpoint(self) -> None:
+        step = self.trainer.step
+        if self.checkpoints and self.checkpoints[-1] == f"step-{step}.npz":
+            return
+        folder = self.store.checkpoint_dir(self.run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step}.npz"
+        self.trainer.save_checkpoint(folder / name)
+        self.checkpoints.append(name)
+        self.run_fields.update(checkpoint=name, checkpoint_step=step)
+        self.emit([{"type": "checkpoint", "step": step, "data": {"file": name}}])
+
+    def _prune_checkpoints(self) -> None:
+        # Only files older than the one the committed run row points at may go.
+        while len(self.checkpoints) > KEEP_CHECKPOINTS:
+            old = self.checkpoints.pop(0)
+            with contextlib.suppress(OSError):
+                (self.store.checkpoint_dir(self.run_id) / old).unlink()
+
+    def _restore(self) -> None:
+        """Continue from the last checkpoint, re-training silently up to the last committed step."""
+        record = self.store.get_run(self.run_id)
+        if record is None:
+            raise Stopped("failed", "the run was deleted")
+        if record.step == 0 and not self.store.events(
+            self.run_id, limit=1, types=("graph", "dataset", "metrics")
+        ):
+            self.emit(self.trainer.start_events())  # it never really started
+        if record.checkpoint:
+            path = self.store.checkpoint_dir(self.run_id) / record.checkpoint
+            self.trainer.load_checkpoint(path)
+            self.checkpoints.append(record.checkpoint)
+        # Training is deterministic given the checkpoint (data order depends on seed and
+        # epoch only), so re-running the uncommitted-but-lost steps reproduces them exactly
+        # and the history continues without a gap or a duplicate.
+        while self.trainer.step < record.step:
+            self.trainer.train_step()
+        self.last_record = record.step
+
+    # -- commands -----------------------------------------------------------------
+    def _commands(self) -> None:
+        """Handle waiting commands; while paused, block until one arrives."""
+        assert self.control is not None
+        while True:
+            if not self.paused and not self.control.poll():
+                return
+            if self.paused and self.pending_steps:
+                return
+            try:
+                if self.paused:
+                    self.flush()
+                command = self.control.recv()
+            except (EOFError, OSError):
+                # The server is gone: stop writing so a restarted server finds a clean run.
+                raise Stopped(
+                    "interrupted", "the server stopped while this run was active"
+                ) from None
+            self._handle(command)
+
+    def _handle(self, command: tuple[Any, ...]) -> None:
+        name = command[0]
+        if name == "pause":
+            if not self.paused:
+                self.paused = True
+                self.set_state("paused")
+            self._ack("pause")
+        elif name == "resume":
+            if self.paused:
+                self.paused = False
+                self.set_state("running")
+            self._ack("resume")
+        elif name == "step":
+            n = int(command[1])
+            if n <= 0 or not self.paused:
+                self._ack("step")
+                return
+            remaining = self.trainer.total_steps - self.trainer.step
+            self.pending_steps = min(n, remaining)
+            if self.pending_steps == 0:
+                self._ack("step")
+        elif name == "stop":
+            raise Stopped("stopped", "stopped by the user")
+
+    def _ack(self, name: str) -> None:
+        self.flush()
+        if self.control is not None:
+            with contextlib.suppress(OSError):
+                self.control.send(("ack", name, self.trainer.step))
+
+
+def run_worker(
+    run_id: str, data_dir: str, control: Connection, mnist_dir: str | None, resume: bool
+) -> None:
+    """Entry point of a spawned worker process: train one run, then exit."""
+    from engine.perf import tune_malloc
+
+    tune_malloc()
+    store = Store(Path(data_dir))
+    try:
+        record = store.get_run(run_id)
+        if record is None:
+            return
+        try:
+            config = RunConfig.model_validate(record.config)
+            trainer = build_trainer(config, Path(mnist_dir) if mnist_dir else None)
+        except Exception as e:
+            store.set_state(
+                run_id,
+                "failed",
+                message=f"{type(e).__name__}: {e}",
+                traceback=traceback.format_exc(),
+            )
+            return
+        loop = TrainingLoop(store, run_id, trainer, config, control=control)
+        state = loop.run(resume=resume)
+        if state in ("stopped", "finished", "failed"):
+            with contextlib.suppress(OSError):
+                control.send(("done", state, trainer.step))
+    finally:
+        store.close()

@@ -1,0 +1,157 @@
+"""A real `gradscope serve` in a subprocess on a loopback port, with its own data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process; start/kill it as the test needs, the data dir stays."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        self.port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/api/presets", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    # -- REST helpers ---------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}{path}", timeout=60, **kwargs)
+
+    def create(self, preset: str | None = None, **config: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"preset": preset}
+        if config:
+            body["config"] = config
+        r = self.request("POST", "/api/runs", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.request("GET", f"/api/runs/{run_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, run_id: str, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if predicate(run):
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; run is {run}")
+            time.sleep(0.05)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        r = self.request("GET", f"/api/runs/{run_id}/export", params={"format": "json"})
+        assert r.status_code == 200, r.text
+        return r.json()["events"]
+
+
+FINAL = {"finished", "stopped", "failed"}
+
+
+def watch(
+    ws_url: str,
+    run_id: str,
+    until_final: bool = True,
+    timeout: float = 120.0,
+    since: int | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a run's websocket until it reaches a final state; (hello, events)."""
+    path = f"{ws_url}/ws/runs/{run_id}" + (f"?since={since}" if since is not None else "")
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    with connect(path, open_timeout=30, max_size=None) as ws:
+        hello = json.loads(ws.recv(timeout=30))
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            assert msg["kind"] == "events", msg
+            events.extend(msg["events"])
+            if until_final and any(
+                e["type"] == "state" and e["data"]["state"] in FINAL for e in msg["events"]
+            ):
+                return hello, events
+    raise AssertionError(f"timed out; got {len(events)} events")
+
+
+def step_metrics(events: list[dict[str, Any]]) -> list[int]:
+    """Steps of the per-step training-loss events, in arrival order."""
+    return [e["step"] for e in events if e["type"] == "metrics" and "train_loss" in e["data"]]
+
+
+@pytest.fixture
+def server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
+    env = {"GRADSCOPE_MNIST_DIR": str(real_mnist), "GRADSCOPE_MAX_CONCURRENT": "2"}
+    s = Server(tmp_path / "data", env).start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -1,0 +1,84 @@
+"""Websocket streaming: many clients, a frozen one, reconnects with `since`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from websockets.sync.client import connect
+
+from tests.server.conftest import Server, step_metrics, watch
+
+STEPS = 6000
+
+
+def test_twenty_clients_one_frozen_do_not_slow_training(server: Server) -> None:
+    watched = server.create("moons", steps=STEPS)
+    alone = server.create("moons", steps=STEPS)
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def reader(i: int) -> None:
+        try:
+            _, events = watch(server.ws_url, watched["id"], timeout=180)
+            results[i] = step_metrics(events)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(19)]
+    for t in threads:
+        t.start()
+    # The twentieth client connects and never reads a single message.
+    with connect(
+        f"{server.ws_url}/ws/runs/{watched['id']}", open_timeout=30, max_size=None
+    ) as frozen:
+        # Both runs train at once; when the first ends, compare how far the other got.
+        while True:
+            a, b = server.run(watched["id"]), server.run(alone["id"])
+            if a["state"] == "finished" or b["state"] == "finished":
+                break
+            assert a["state"] in ("queued", "running") and b["state"] in ("queued", "running")
+            time.sleep(0.05)
+        for t in threads:
+            t.join(180)
+        # Read the frozen client only now: it was never dropped, it catches up from the store.
+        late: list[dict[str, Any]] = []
+        json.loads(frozen.recv(timeout=30))  # hello
+        while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in late):
+            late.extend(json.loads(frozen.recv(timeout=30))["events"])
+        assert step_metrics(late) == list(range(1, STEPS + 1))
+    assert not errors, errors
+    assert len(results) == 19
+    for steps in results.values():
+        assert steps == list(range(1, STEPS + 1)), "every client got every step once, in order"
+    # Step counts at the moment the first run finished: the watched run is not behind
+    # the unwatched one by more than noise.
+    if b["state"] == "finished":
+        assert a["step"] >= 0.75 * STEPS, (a["step"], b["step"])
+    server.wait_for(alone["id"], lambda r: r["state"] == "finished")
+
+
+def test_reconnect_with_since_resumes_without_gap(server: Server) -> None:
+    run = server.create("moons", steps=3000)
+    rid = run["id"]
+    first: list[dict[str, Any]] = []
+    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["kind"] == "hello"
+        while len(first) < 500:
+            first.extend(json.loads(ws.recv(timeout=10))["events"])
+    last = first[-1]["seq"]
+    _, rest = watch(server.ws_url, rid, since=last)
+    seqs = [e["seq"] for e in first + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+    # The {"since": seq} message replays from there on an open connection too.
+    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
+        json.loads(ws.recv(timeout=10))
+        ws.send(json.dumps({"since": len(seqs) - 3}))
+        tail: list[dict[str, Any]] = []
+        while not tail or tail[-1]["seq"] < len(seqs):
+            tail.extend(json.loads(ws.recv(timeout=10))["events"])
+        assert [e["seq"] for e in tail][-3:] == [len(seqs) - 2, len(seqs) - 1, len(seqs)]
