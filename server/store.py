@@ -4,175 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import re
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
-RUN_STATES = (
-    "queued",
-    "running",
-    "paused",
-    "finished",
-    "stopped",
-    "failed",
-    "crashed",
-    "interrupted",
+from server.store_schema import (  # noqa: F401 - re-exported
+    ACTIVE_STATES,
+    COLUMNS,
+    DB_NAME,
+    ERROR_STATES,
+    FINAL_STATES,
+    INTERRUPTED_MESSAGE,
+    MIGRATIONS,
+    PRAGMAS,
+    RESUMABLE_STATES,
+    RUN_STATES,
+    SELECT_RUN,
+    SOURCES,
+    UPDATABLE,
+    RunRecord,
+    StoreError,
+    check_run_id,
+    event_from_row,
+    event_row,
+    plain_message,
+    retry_locked,
+    to_json,
 )
-ACTIVE_STATES = {"queued", "running", "paused"}
-FINAL_STATES = {"finished", "stopped", "failed"}
-RESUMABLE_STATES = {"paused", "crashed", "interrupted"}
-ERROR_STATES = {"failed", "crashed"}
-SOURCES = ("server", "cli")
-DB_NAME = "gradscope.db"
-INTERRUPTED_MESSAGE = "the server stopped while this run was active"
-
-# Each entry moves the schema up one version (PRAGMA user_version); never edit a shipped one.
-MIGRATIONS = [
-    """
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, preset TEXT, config TEXT NOT NULL,
-        state TEXT NOT NULL, source TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,
-        epoch INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL, started_at REAL, finished_at REAL, updated_at REAL NOT NULL,
-        error TEXT, error_op TEXT, traceback TEXT, pid INTEGER, checkpoint TEXT,
-        checkpoint_step INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,
-        changed INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX runs_changed ON runs (changed);
-    CREATE TABLE events (
-        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, seq INTEGER NOT NULL,
-        type TEXT NOT NULL, step INTEGER NOT NULL, t REAL, data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX events_type_step ON events (run_id, type, step);
-    CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL);
-    INSERT INTO meta (id, counter) VALUES (1, 0);
-    CREATE TABLE deleted_runs (id TEXT PRIMARY KEY, changed INTEGER NOT NULL);
-    CREATE INDEX deleted_runs_changed ON deleted_runs (changed);
-    """,
-]
-
-# WAL: readers never block the one writer; NORMAL sync is durable enough for WAL (may lose the
-# last commits on power loss, never corrupts); busy_timeout waits out other processes' writes.
-_PRAGMAS = (
-    "busy_timeout = 10000",
-    "journal_mode = WAL",
-    "synchronous = NORMAL",
-    "foreign_keys = ON",
-)
-_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
-
-
-@dataclass
-class RunRecord:
-    """One row of the runs table."""
-
-    id: str
-    name: str
-    preset: str | None
-    config: dict
-    state: str
-    source: str
-    step: int
-    epoch: int
-    total_steps: int
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    updated_at: float
-    error: str | None
-    error_op: str | None
-    traceback: str | None
-    pid: int | None
-    checkpoint: str | None
-    checkpoint_step: int | None
-    last_seq: int
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-
-_COLUMNS = tuple(f.name for f in dataclass_fields(RunRecord))
-_SELECT_RUN = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-# state goes through set_state (it writes the state event); the rest is the store's bookkeeping.
-_UPDATABLE = frozenset(_COLUMNS) - {"id", "state", "created_at", "updated_at", "last_seq"}
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used: disk full, read-only, corrupt, or from a newer Gradscope."""
-
-
-def check_run_id(run_id: str) -> str:
-    """Return run_id if it has our shape (12 hex digits); paths are built from it."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ValueError(f"not a run id: {run_id!r}")
-    return run_id
-
-
-def _sanitize(value: Any) -> Any:
-    """Replace NaN/Inf floats with the strings "nan"/"inf"/"-inf", recursively."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_sanitize(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _sanitize(value.tolist())
-    return value
-
-
-def _tolist(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def to_json(value: Any) -> str:
-    """Compact JSON; NaN/Inf become strings (the fast path pays nothing when there are none)."""
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_tolist)
-    except ValueError:
-        return json.dumps(_sanitize(value), allow_nan=False, separators=(",", ":"))
-
-
-_WHY = (  # (fragments of sqlite's message, what to tell the user)
-    (("full",), "the disk is full (or the database reached its size limit)"),
-    (("readonly", "read-only"), "the database is read-only (check the folder's permissions)"),
-    (("not a database", "malformed", "corrupt"), "the database file is corrupt"),
-    (("disk i/o",), "a disk I/O error occurred"),
-    (("unable to open",), "the database file cannot be opened (check the folder's permissions)"),
-    (("closed",), "the store is closed"),
-    (("locked", "busy"), "another process kept the database locked for too long"),
-)
-
-
-def _plain_message(path: Path, exc: sqlite3.Error) -> str:
-    text = str(exc)
-    why = next((w for keys, w in _WHY if any(k in text.lower() for k in keys)), "database error")
-    return f"{path}: {why} ({text})"
-
-
-def _event_row(run_id: str, seq: int, event: dict, now: float) -> tuple:
-    data = to_json(event.get("data", {}))
-    return (run_id, seq, str(event["type"]), int(event.get("step", 0)), event.get("t", now), data)
-
-
-def _event(row: tuple) -> dict:
-    return {"seq": row[0], "type": row[1], "step": row[2], "t": row[3], "data": json.loads(row[4])}
 
 
 class Store:
@@ -193,12 +57,12 @@ class Store:
                 self.path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise StoreError(_plain_message(self.path, exc)) from exc
+            raise StoreError(plain_message(self.path, exc)) from exc
         try:
             with self._locked() as conn:
-                for pragma in _PRAGMAS:
-                    conn.execute(f"PRAGMA {pragma}")
-                self._migrate()
+                for pragma in PRAGMAS:
+                    retry_locked(lambda p=pragma: conn.execute(f"PRAGMA {p}"))
+                retry_locked(self._migrate)
         except BaseException:
             self._conn.close()
             raise
@@ -212,7 +76,7 @@ class Store:
             try:
                 yield self._conn
             except sqlite3.Error as exc:
-                raise StoreError(_plain_message(self.path, exc)) from exc
+                raise StoreError(plain_message(self.path, exc)) from exc
 
     @contextlib.contextmanager
     def _begin(self, mode: str) -> Iterator[sqlite3.Connection]:
@@ -260,12 +124,12 @@ class Store:
 
     @staticmethod
     def _record(row: tuple) -> RunRecord:
-        values = dict(zip(_COLUMNS, row))
+        values = dict(zip(COLUMNS, row))
         values["config"] = json.loads(values["config"])
         return RunRecord(**values)
 
     def _get(self, conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
-        row = conn.execute(f"{_SELECT_RUN} WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(f"{SELECT_RUN} WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else self._record(row)
 
     def _update(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
@@ -278,7 +142,7 @@ class Store:
 
     @staticmethod
     def _check_fields(fields: dict[str, Any]) -> None:
-        unknown = sorted(set(fields) - _UPDATABLE)
+        unknown = sorted(set(fields) - UPDATABLE)
         if unknown:
             hint = " (use set_state for the state)" if "state" in unknown else ""
             raise ValueError(f"cannot update run field(s) {', '.join(unknown)}{hint}")
@@ -350,7 +214,7 @@ class Store:
         """Runs, newest first."""
         with self._locked() as conn:
             rows = conn.execute(
-                f"{_SELECT_RUN} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                f"{SELECT_RUN} ORDER BY created_at DESC, rowid DESC LIMIT ?",
                 (-1 if limit is None else int(limit),),
             ).fetchall()
         return [self._record(row) for row in rows]
@@ -395,7 +259,7 @@ class Store:
             first = row[0] + 1
             conn.executemany(
                 "INSERT INTO events (run_id, seq, type, step, t, data) VALUES (?, ?, ?, ?, ?, ?)",
-                [_event_row(run_id, seq, e, now) for seq, e in enumerate(events, first)],
+                [event_row(run_id, seq, e, now) for seq, e in enumerate(events, first)],
             )
             last = first - 1 + len(events)
             if events or run_fields:
@@ -421,7 +285,7 @@ class Store:
         params.append(-1 if limit is None else int(limit))
         with self._locked() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def latest_event(self, run_id: str, type: str, at_step: int | None = None) -> dict | None:
         """The event of this type with the greatest step <= at_step (ties: the latest seq)."""
@@ -433,7 +297,7 @@ class Store:
             params.append(int(at_step))
         with self._locked() as conn:
             row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", params).fetchone()
-        return None if row is None else _event(row)
+        return None if row is None else event_from_row(row)
 
     def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Each known run's last seq (unknown ids are left out)."""
@@ -457,7 +321,7 @@ class Store:
         with self._tx("DEFERRED") as conn:  # one snapshot for all three reads
             now = conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
             rows = conn.execute(
-                f"{_SELECT_RUN} WHERE changed > ? ORDER BY changed", (counter,)
+                f"{SELECT_RUN} WHERE changed > ? ORDER BY changed", (counter,)
             ).fetchall()
             deleted = conn.execute(
                 "SELECT id FROM deleted_runs WHERE changed > ? ORDER BY changed", (counter,)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import sqlite3
 import subprocess
 import sys
@@ -119,18 +118,6 @@ def test_a_data_dir_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="cannot create the data folder"):
         Store(tmp_path / "file" / "data")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_a_read_only_data_dir_is_refused(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    data.chmod(0o500)
-    try:
-        with pytest.raises(StoreError, match="not writable"):
-            Store(data)
-    finally:
-        data.chmod(0o700)
 
 
 def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:

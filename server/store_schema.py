@@ -1,0 +1,186 @@
+"""The store's schema: run states, migrations, the run record, JSON and error helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Any
+
+RUN_STATES = (
+    "queued",
+    "running",
+    "paused",
+    "finished",
+    "stopped",
+    "failed",
+    "crashed",
+    "interrupted",
+)
+ACTIVE_STATES = {"queued", "running", "paused"}
+FINAL_STATES = {"finished", "stopped", "failed"}
+RESUMABLE_STATES = {"paused", "crashed", "interrupted"}
+ERROR_STATES = {"failed", "crashed"}
+SOURCES = ("server", "cli")
+DB_NAME = "gradscope.db"
+INTERRUPTED_MESSAGE = "the server stopped while this run was active"
+
+# Each entry moves the schema up one version (PRAGMA user_version); never edit a shipped one.
+MIGRATIONS = [
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, preset TEXT, config TEXT NOT NULL,
+        state TEXT NOT NULL, source TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,
+        epoch INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL, started_at REAL, finished_at REAL, updated_at REAL NOT NULL,
+        error TEXT, error_op TEXT, traceback TEXT, pid INTEGER, checkpoint TEXT,
+        checkpoint_step INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,
+        changed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_changed ON runs (changed);
+    CREATE TABLE events (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+        type TEXT NOT NULL, step INTEGER NOT NULL, t REAL, data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_type_step ON events (run_id, type, step);
+    CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL);
+    INSERT INTO meta (id, counter) VALUES (1, 0);
+    CREATE TABLE deleted_runs (id TEXT PRIMARY KEY, changed INTEGER NOT NULL);
+    CREATE INDEX deleted_runs_changed ON deleted_runs (changed);
+    """,
+]
+
+# WAL: readers never block the one writer; NORMAL sync is durable enough for WAL (may lose the
+# last commits on power loss, never corrupts); busy_timeout waits out other processes' writes.
+PRAGMAS = (
+    "busy_timeout = 10000",
+    "journal_mode = WAL",
+    "synchronous = NORMAL",
+    "foreign_keys = ON",
+)
+
+
+def retry_locked(action: Callable[[], object], seconds: float = 10.0) -> None:
+    """Run action, retrying while the file is locked: switching a new file to WAL does not
+    wait on the busy handler when other processes open it at the same moment."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+@dataclass
+class RunRecord:
+    """One row of the runs table."""
+
+    id: str
+    name: str
+    preset: str | None
+    config: dict
+    state: str
+    source: str
+    step: int
+    epoch: int
+    total_steps: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    error: str | None
+    error_op: str | None
+    traceback: str | None
+    pid: int | None
+    checkpoint: str | None
+    checkpoint_step: int | None
+    last_seq: int
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+COLUMNS = tuple(f.name for f in dataclass_fields(RunRecord))
+SELECT_RUN = f"SELECT {', '.join(COLUMNS)} FROM runs"
+# state goes through set_state (it writes the state event); the rest is the store's bookkeeping.
+UPDATABLE = frozenset(COLUMNS) - {"id", "state", "created_at", "updated_at", "last_seq"}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used: disk full, read-only, corrupt, or from a newer Gradscope."""
+
+
+def check_run_id(run_id: str) -> str:
+    """Return run_id if it has our shape (12 hex digits); paths are built from it."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return run_id
+
+
+def _sanitize(value: Any) -> Any:
+    """Replace NaN/Inf floats with the strings "nan"/"inf"/"-inf", recursively."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _sanitize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_sanitize(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _sanitize(value.tolist())
+    return value
+
+
+def _tolist(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON; NaN/Inf become strings (the fast path pays nothing when there are none)."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_tolist)
+    except ValueError:
+        return json.dumps(_sanitize(value), allow_nan=False, separators=(",", ":"))
+
+
+_WHY = (  # (fragments of sqlite's message, what to tell the user)
+    (("full",), "the disk is full (or the database reached its size limit)"),
+    (("readonly", "read-only"), "the database is read-only (check the folder's permissions)"),
+    (("not a database", "malformed", "corrupt"), "the database file is corrupt"),
+    (("disk i/o",), "a disk I/O error occurred"),
+    (("unable to open",), "the database file cannot be opened (check the folder's permissions)"),
+    (("closed",), "the store is closed"),
+    (("locked", "busy"), "another process kept the database locked for too long"),
+)
+
+
+def plain_message(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    why = next((w for keys, w in _WHY if any(k in text.lower() for k in keys)), "database error")
+    return f"{path}: {why} ({text})"
+
+
+def event_row(run_id: str, seq: int, event: dict, now: float) -> tuple:
+    data = to_json(event.get("data", {}))
+    return (run_id, seq, str(event["type"]), int(event.get("step", 0)), event.get("t", now), data)
+
+
+def event_from_row(row: tuple) -> dict:
+    return {"seq": row[0], "type": row[1], "step": row[2], "t": row[3], "data": json.loads(row[4])}
