@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # from a local wheel on our machines; elsewhere pip fetches it from PyPI.
 TORCH := torch==2.13.0
 
-.PHONY: run test setup setup-test lint bench clean
+.PHONY: run test setup setup-test vendor lint bench clean
 
 # HOST/PORT/DATA_DIR pass through to `gradscope serve` (defaults 127.0.0.1, 8000, ~/.local/share/gradscope).
 HOST ?= 127.0.0.1
@@ -18,13 +18,25 @@ SERVE_ARGS = --host $(HOST) --port $(PORT) $(if $(DATA_DIR),--data-dir $(DATA_DI
 run: setup
 	$(BIN)/gradscope serve $(SERVE_ARGS)
 
-test: setup-test
+test: setup setup-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-setup: $(VENV)/.setup-run
+setup: $(VENV)/.setup-run vendor
 
 setup-test: $(VENV)/.setup-test
+
+# The dashboard's front-end libraries: npm with the committed lockfile, then copied where the
+# pages load them from (no bundler, no CDN at run time).
+vendor: static/vendor/.stamp
+
+static/vendor/.stamp: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install the dashboard's libraries"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css static/vendor/
+	cp node_modules/@viz-js/viz/dist/viz.js static/vendor/viz.js
+	touch $@
 
 $(VENV)/.setup-run: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gradscope needs Python >= 3.11; found " + sys.version.split()[0] + " (set PYTHON=...)")'
@@ -32,7 +44,7 @@ $(VENV)/.setup-run: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.setup-test: $(VENV)/.setup-run pyproject.toml
+$(VENV)/.setup-test: $(VENV)/.setup-run vendor pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH)'
 	touch $@
 
@@ -44,4 +56,4 @@ bench: setup-test
 	$(BIN)/python bench/scalar.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis node_modules static/vendor

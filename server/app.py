@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
+from server import pages
 from server.api import presets, runs, ws
 from server.hub import Hub
 from server.manager import RunManager
@@ -46,12 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": f"the run store failed: {exc}"}, status_code=503)
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        # The dashboard pages come with their own routes; until then, the API docs.
-        return RedirectResponse("/docs")
-
     app.include_router(presets.router)
     app.include_router(runs.router)
     app.include_router(ws.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
     return app

@@ -27,7 +27,7 @@ def _toy(
 PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     (
         "napkin-average",
-        "A neuron learns to average",
+        "Napkin: learn the average",
         "The first article: one linear neuron without bias learns the average of the four "
         "pixels of 2x2 rectangles by full-batch gradient descent; its weights walk from "
         "0.98, 0.4, 0.86, -0.08 to 0.25 each.",
@@ -48,7 +48,7 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ),
     (
         "micrograd-classifier",
-        "micrograd's tiny classifier",
+        "micrograd: tiny classifier",
         "The second article: MLP(3, [4, 4, 1]) with tanh fits four samples to +-1 by plain "
         "gradient descent on the summed squared error, every Value in the graph visible.",
         {

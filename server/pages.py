@@ -1,0 +1,43 @@
+"""The dashboard's HTML pages (Jinja2): the run list, a live run, and a comparison."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from server.api.deps import RUN_ID_PATTERN, StoreDep
+from server.config import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=ROOT / "templates")
+router = APIRouter(include_in_schema=False)
+VENDOR = ROOT / "static" / "vendor"
+
+
+def vendor_ready() -> bool:
+    """Whether `make vendor` copied the front-end libraries (uPlot, viz.js) into place."""
+    return all((VENDOR / name).is_file() for name in ("uPlot.esm.js", "uPlot.min.css", "viz.js"))
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    """Featured presets, the new-run form and the live run list."""
+    featured = [p for p in PRESETS.values() if p.featured]
+    return templates.TemplateResponse(
+        request,
+        "index.html",
+        {"presets": list(PRESETS.values()), "featured": featured, "vendor": vendor_ready()},
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: str, store: StoreDep) -> HTMLResponse:
+    """One run, live: controls and every panel."""
+    run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
+    if run is None:
+        raise HTTPException(404, f"no run with id {run_id!r}")
+    return templates.TemplateResponse(request, "run.html", {"run": run, "vendor": vendor_ready()})

@@ -1,0 +1,115 @@
+// The run list page: featured presets, the new-run form, and the live run list (/ws/runs).
+import { api } from "./api.js";
+
+const tbody = document.querySelector("#run-list tbody");
+const listStatus = document.getElementById("list-status");
+const form = document.getElementById("new-run");
+const formError = document.getElementById("form-error");
+const runs = new Map();
+let presets = {};
+
+async function start(body) {
+  formError.textContent = "";
+  try {
+    const run = await api.create(body);
+    location.href = `/runs/${run.id}`;
+  } catch (err) {
+    formError.textContent = err.message;
+  }
+}
+
+for (const button of document.querySelectorAll("button.feature")) {
+  button.addEventListener("click", () => start({ preset: button.dataset.preset }));
+}
+
+// -- the form: a preset fills the fields; what the user changes is sent as overrides ----------
+function get(obj, path) {
+  return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+function fill(name) {
+  const config = presets[name];
+  if (!config) return;
+  for (const field of form.querySelectorAll("[name]")) {
+    if (field.name === "preset") continue;
+    const value = get(config, field.name);
+    field.value = Array.isArray(value) ? value.join(",") : value ?? "";
+  }
+}
+
+function overrides() {
+  const config = {};
+  const base = presets[form.preset.value] || {};
+  for (const field of form.querySelectorAll("[name]")) {
+    if (field.name === "preset" || field.value === "") continue;
+    let value = field.value;
+    if (field.name === "model.hidden") {
+      value = value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+    } else if (field.type === "number") {
+      value = Number(value);
+    }
+    if (JSON.stringify(value) === JSON.stringify(get(base, field.name))) continue;
+    const keys = field.name.split(".");
+    let node = config;
+    for (const k of keys.slice(0, -1)) node = node[k] ??= {};
+    node[keys[keys.length - 1]] = value;
+  }
+  return config;
+}
+
+form.preset.addEventListener("change", () => fill(form.preset.value));
+form.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  start({ preset: form.preset.value, config: overrides() });
+});
+
+api.presets().then((data) => {
+  presets = Object.fromEntries(data.presets.map((p) => [p.name, p.config]));
+  fill(form.preset.value);
+});
+
+// -- the live run list ------------------------------------------------------------------------
+function render() {
+  const rows = [...runs.values()].sort((a, b) => b.created_at - a.created_at);
+  tbody.replaceChildren(
+    ...rows.map((r) => {
+      const tr = document.createElement("tr");
+      tr.dataset.runId = r.id;
+      const link = document.createElement("a");
+      link.href = `/runs/${r.id}`;
+      link.textContent = r.name;
+      const cells = [link, r.state, `${r.step} / ${r.total_steps}`, r.preset || "custom",
+        new Date(r.created_at * 1000).toLocaleString()];
+      for (const c of cells) {
+        const td = document.createElement("td");
+        if (c instanceof Node) td.append(c); else td.textContent = c;
+        tr.append(td);
+      }
+      tr.children[1].className = `state ${r.state}`;
+      return tr;
+    }),
+  );
+}
+
+let frame = 0;
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
+}
+
+function connectList(retry = 250) {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/ws/runs`);
+  ws.onopen = () => { listStatus.textContent = "live"; retry = 250; };
+  ws.onmessage = (msg) => {
+    const data = JSON.parse(msg.data);
+    if (data.full) runs.clear();
+    for (const r of data.runs) runs.set(r.id, r);
+    for (const id of data.deleted) runs.delete(id);
+    schedule();
+  };
+  ws.onclose = () => {
+    listStatus.textContent = "reconnecting…";
+    setTimeout(() => connectList(Math.min(retry * 2, 5000)), retry);
+  };
+}
+connectList();

@@ -1,0 +1,178 @@
+"""The dashboard in a real browser: featured presets, live panels, controls, reconnects."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.examples import TinyClassifier
+from engine.graph import to_dict
+from tests.server.conftest import Server
+
+TIMEOUT = 90_000  # ms
+
+
+def _start_featured(page: Any, server: Server, title: str) -> str:
+    page.goto(server.url + "/")
+    page.get_by_role("button", name=title).click()
+    page.wait_for_url("**/runs/*")
+    return page.url.rsplit("/", 1)[1]
+
+
+def _state(page: Any) -> str:
+    return page.locator("#state-badge").inner_text()
+
+
+def test_napkin_from_the_page(dashboard: Server, page: Any) -> None:
+    run_id = _start_featured(page, dashboard, "Napkin")
+    loss = page.locator("#panel-loss")
+    page.wait_for_function(
+        "Number(document.querySelector('#panel-loss').dataset.points) > 0", timeout=TIMEOUT
+    )
+    first = int(loss.get_attribute("data-points"))
+    page.wait_for_function(
+        f"Number(document.querySelector('#panel-loss').dataset.points) > {first}", timeout=TIMEOUT
+    )
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    page.wait_for_function("Number(document.querySelector('#panel-loss').dataset.points) === 300")
+    weights = page.locator("td[data-weight]")
+    assert weights.count() == 4
+    for i in range(4):
+        assert abs(float(weights.nth(i).inner_text()) - 0.25) < 0.01
+    # The graph panel: every value box shows its label, data and grad.
+    page.wait_for_selector("#panel-graph svg g.node")
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#panel-graph g.node')]
+        .filter(g => /^n\\d+$/.test(g.querySelector('title').textContent))
+        .map(g => [...g.querySelectorAll('text')].map(t => t.textContent))""")
+    assert boxes and all(any(t.startswith("data ") for t in b) for b in boxes)
+    assert all(any(t.startswith("grad ") for t in b) for b in boxes)
+    labels = {t for b in boxes for t in b}
+    assert {"w0", "w1", "w2", "w3"} <= labels
+    assert dashboard.run(run_id)["state"] == "finished"
+
+
+def test_micrograd_graph_matches_the_article(dashboard: Server, page: Any) -> None:
+    run_id = _start_featured(page, dashboard, "micrograd")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    page.wait_for_selector("#panel-graph svg g.node")
+    example = TinyClassifier()
+    graph = to_dict(example.loss())
+    values = len(graph["nodes"])
+    ops = sum(1 for n in graph["nodes"] if n["op"])
+    counts = page.evaluate("""() => {
+        const titles = [...document.querySelectorAll('#panel-graph g.node title')]
+            .map(t => t.textContent);
+        return [titles.filter(t => /^n\\d+$/.test(t)).length,
+                titles.filter(t => /^n\\d+_op$/.test(t)).length];
+    }""")
+    assert counts == [values, ops]
+    metrics = dashboard.request(
+        "GET", f"/api/runs/{run_id}/metrics", params={"names": "train_loss"}
+    ).json()
+    assert metrics["series"]["train_loss"]["value"][-1] < 0.01
+
+
+def test_moons_boundary_changes_and_classifies(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("moons", steps=3000, record={"every": 100})
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    panel = page.locator("#panel-boundary")
+    assert int(panel.get_attribute("data-step")) == 3000
+    assert float(panel.get_attribute("data-classified")) >= 0.9
+    # Replayed from the start, the boundary is drawn step by step: check that it changed.
+    early = dashboard.request(
+        "GET", f"/api/runs/{run['id']}/snapshots/boundary", params={"at": 100}
+    ).json()
+    late = dashboard.request("GET", f"/api/runs/{run['id']}/snapshots/boundary").json()
+    assert early["data"]["values"] != late["data"]["values"]
+
+
+def test_pause_step_resume_from_the_page(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("moons", steps=1_000_000)
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "Number(document.querySelector('#step-counter').textContent) > 100", timeout=TIMEOUT
+    )
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_function("document.querySelector('#state-badge').textContent === 'paused'")
+    time.sleep(0.3)
+    frozen = page.locator("#step-counter").inner_text()
+    points = page.locator("#panel-loss").get_attribute("data-points")
+    time.sleep(0.7)
+    assert page.locator("#step-counter").inner_text() == frozen
+    assert page.locator("#panel-loss").get_attribute("data-points") == points
+    page.fill("#step-n", "5")
+    page.get_by_role("button", name="Step n").click()
+    page.wait_for_function(
+        f"document.querySelector('#step-counter').textContent === '{int(frozen) + 5}'"
+    )
+    assert dashboard.run(run["id"])["step"] == int(frozen) + 5
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_function(
+        f"Number(document.querySelector('#step-counter').textContent) > {int(frozen) + 50}",
+        timeout=TIMEOUT,
+    )
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_function("document.querySelector('#state-badge').textContent === 'stopped'")
+
+
+def test_reconnect_resumes_without_a_gap(dashboard: Server, page: Any) -> None:
+    page.allowed_errors = ("WebSocket connection to",)  # the server is down on purpose
+    run = dashboard.create("moons", steps=20_000)
+    rid = run["id"]
+    page.goto(f"{dashboard.url}/runs/{rid}")
+    page.wait_for_function(
+        "Number(document.querySelector('#step-counter').textContent) > 500", timeout=TIMEOUT
+    )
+    dashboard.kill()  # every websocket is cut from the server side
+    page.wait_for_function(
+        "document.querySelector('#conn-status').textContent.includes('reconnecting')"
+    )
+    dashboard.start(same_port=True)
+    assert dashboard.request("POST", f"/api/runs/{rid}/resume").status_code == 200
+    page.wait_for_function(
+        "document.querySelector('#conn-status').textContent === 'live'", timeout=TIMEOUT
+    )
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    page.wait_for_function(
+        "Number(document.querySelector('#panel-loss').dataset.points) === 20000", timeout=TIMEOUT
+    )
+    metrics = dashboard.request(
+        "GET", f"/api/runs/{rid}/metrics", params={"names": "train_loss"}
+    ).json()
+    assert metrics["series"]["train_loss"]["step"] == list(range(1, 20_001))
+
+
+def test_index_form_and_live_list(dashboard: Server, page: Any) -> None:
+    page.allowed_errors = ("status of 422",)  # Chromium logs the refused config on purpose
+    page.goto(dashboard.url + "/")
+    page.wait_for_function("document.querySelector('#list-status').textContent === 'live'")
+    page.select_option("#preset", "xor")
+    page.wait_for_function("document.querySelector('[name=\"dataset.name\"]').value === 'xor'")
+    page.fill("[name='model.hidden']", "16,0")  # passes the form, refused by the server
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function(
+        "document.querySelector('#form-error').textContent.includes('model.hidden')"
+    )
+    page.fill("[name='model.hidden']", "16,16")
+    page.fill("[name='optimizer.lr']", "0.02")
+    page.fill("[name='steps']", "200")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/runs/*")
+    run_id = page.url.rsplit("/", 1)[1]
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    run = dashboard.run(run_id)
+    assert run["config"]["optimizer"]["lr"] == 0.02 and run["total_steps"] == 200
+    page.goto(dashboard.url + "/")
+    page.wait_for_selector(f"tr[data-run-id='{run_id}']")
+    assert "finished" in page.locator(f"tr[data-run-id='{run_id}']").inner_text()
