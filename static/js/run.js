@@ -6,6 +6,7 @@ import { WeightsPanel } from "./panels/weights.js";
 import { HealthPanel } from "./panels/health.js";
 import { BoundaryPanel } from "./panels/boundary.js";
 import { GraphPanel } from "./panels/graph.js";
+import { NetworkPanel } from "./panels/network.js";
 
 const root = document.getElementById("run");
 const runId = root.dataset.runId;
@@ -15,7 +16,7 @@ const conn = document.getElementById("conn-status");
 const nanBanner = document.getElementById("nan-banner");
 const controlError = document.getElementById("control-error");
 const PANELS = { loss: LossPanel, weights: WeightsPanel, health: HealthPanel,
-  boundary: BoundaryPanel, graph: GraphPanel };
+  boundary: BoundaryPanel, graph: GraphPanel, network: NetworkPanel };
 
 const panels = [];
 let dirty = new Set();

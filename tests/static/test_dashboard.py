@@ -50,6 +50,10 @@ def test_napkin_from_the_page(dashboard: Server, page: Any) -> None:
     assert all(any(t.startswith("grad ") for t in b) for b in boxes)
     labels = {t for b in boxes for t in b}
     assert {"w0", "w1", "w2", "w3"} <= labels
+    # The network diagram: one neuron, four input edges, all positive (orange) by the end.
+    network = page.locator("#panel-network")
+    assert network.get_attribute("data-edges") == "4"
+    assert network.get_attribute("data-step") == "300"
     assert dashboard.run(run_id)["state"] == "finished"
 
 
@@ -85,6 +89,10 @@ def test_moons_boundary_changes_and_classifies(dashboard: Server, page: Any) -> 
     panel = page.locator("#panel-boundary")
     assert int(panel.get_attribute("data-step")) == 3000
     assert float(panel.get_attribute("data-classified")) >= 0.9
+    # 2 -> 16 -> 16 -> 2: every edge of the network diagram is drawn.
+    assert page.locator("#panel-network").get_attribute("data-edges") == str(
+        2 * 16 + 16 * 16 + 16 * 2
+    )
     # Replayed from the start, the boundary is drawn step by step: check that it changed.
     early = dashboard.request(
         "GET", f"/api/runs/{run['id']}/snapshots/boundary", params={"at": 100}

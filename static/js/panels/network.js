@@ -1,0 +1,94 @@
+// Network diagram, like TensorFlow Playground: neurons as circles in columns, every edge
+// coloured by its weight's sign (orange +, blue -) and as thick as its size, redrawn live.
+// Small models only (they record every weight).
+//
+// Consumes (docs/events.md):
+//   {"type": "weights", "step": 5, "data": {"params": {"0.weight": [...], "0.bias": [...]},
+//     "shapes": {"0.weight": [out, in], ...}}}        (tensor runs, PyTorch names)
+//   {"type": "weights", "data": {"params": {"L0.N1.w2": [0.3], ...}}}  (scalar MLP)
+//   {"type": "weights", "data": {"params": {"w0": [0.9], ...}}}         (the napkin neuron)
+// Backend route: GET /api/runs/{id}/snapshots/weights?at=STEP
+const SVG = "http://www.w3.org/2000/svg";
+const MAX_UNITS = 24; // per column; bigger layers show their first units
+
+/** Weight matrices W[layer][out][in] from a weights event, whatever engine made it. */
+export function layers(data) {
+  const mats = [];
+  const { params, shapes } = data;
+  for (const [name, vals] of Object.entries(params)) {
+    let m = /^(\d+)\.weight$/.exec(name);
+    if (m && shapes?.[name]?.length === 2) {
+      const [rows, cols] = shapes[name];
+      mats.push(Array.from({ length: rows }, (_, r) => vals.slice(r * cols, (r + 1) * cols)));
+      continue;
+    }
+    m = /^L(\d+)\.N(\d+)\.w(\d+)$/.exec(name) || /^()()w(\d+)$/.exec(name);
+    if (m) {
+      const [l, n, i] = [Number(m[1] || 0), Number(m[2] || 0), Number(m[3])];
+      mats[l] ??= [];
+      mats[l][n] ??= [];
+      mats[l][n][i] = vals[0];
+    }
+  }
+  return mats.filter(Boolean);
+}
+
+export class NetworkPanel {
+  types = ["weights"];
+
+  constructor(el) {
+    this.el = el;
+    this.body = el.querySelector(".panel-body");
+    this.latest = null;
+  }
+
+  add(e) {
+    this.el.hidden = false;
+    this.latest = e;
+  }
+
+  draw() {
+    const mats = layers(this.latest.data);
+    if (!mats.length) return;
+    const sizes = [mats[0][0].length, ...mats.map((m) => m.length)].map((n) => Math.min(n, MAX_UNITS));
+    const W = 520, H = 260, pad = 24;
+    const x = (c) => pad + (c * (W - 2 * pad)) / Math.max(1, sizes.length - 1);
+    const y = (c, i) => (H * (i + 1)) / (sizes[c] + 1);
+    let max = 1e-9;
+    for (const m of mats) for (const row of m) for (const v of row) max = Math.max(max, Math.abs(v));
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.classList.add("network");
+    mats.forEach((m, l) => {
+      for (let o = 0; o < Math.min(m.length, MAX_UNITS); o++) {
+        for (let i = 0; i < Math.min(m[o].length, MAX_UNITS); i++) {
+          const w = m[o][i];
+          const line = document.createElementNS(SVG, "line");
+          line.setAttribute("x1", x(l)); line.setAttribute("y1", y(l, i));
+          line.setAttribute("x2", x(l + 1)); line.setAttribute("y2", y(l + 1, o));
+          line.setAttribute("stroke", w >= 0 ? "#f28e2b" : "#4e79a7");
+          line.setAttribute("stroke-width", (0.3 + 4 * Math.abs(w) / max).toFixed(2));
+          line.setAttribute("stroke-opacity", "0.75");
+          line.dataset.w = w;
+          svg.append(line);
+        }
+      }
+    });
+    sizes.forEach((n, c) => {
+      for (let i = 0; i < n; i++) {
+        const circle = document.createElementNS(SVG, "circle");
+        circle.setAttribute("cx", x(c)); circle.setAttribute("cy", y(c, i));
+        circle.setAttribute("r", 7);
+        circle.setAttribute("class", "neuron");
+        svg.append(circle);
+      }
+    });
+    const caption = document.createElement("p");
+    caption.className = "muted";
+    caption.textContent = `step ${this.latest.step} · layers ${sizes.join("–")} · ` +
+      `orange positive, blue negative, width |w| (max ${max.toFixed(3)})`;
+    this.body.replaceChildren(svg, caption);
+    this.el.dataset.step = this.latest.step;
+    this.el.dataset.edges = svg.querySelectorAll("line").length;
+  }
+}
