@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=ROOT / "templates")
 router = APIRouter(include_in_schema=False)
 VENDOR = ROOT / "static" / "vendor"
+MAX_COMPARED = 12
 
 
 def vendor_ready() -> bool:
@@ -31,6 +32,21 @@ def index(request: Request) -> HTMLResponse:
         request,
         "index.html",
         {"presets": list(PRESETS.values()), "featured": featured, "vendor": vendor_ready()},
+    )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare(request: Request, store: StoreDep, runs: str = "") -> HTMLResponse:
+    """Several runs' curves overlaid, with their hyperparameters and final figures."""
+    ids = [r for r in runs.split(",") if r][:MAX_COMPARED]
+    found = []
+    for run_id in ids:
+        run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
+        if run is None:
+            raise HTTPException(404, f"no run with id {run_id!r}")
+        found.append(run)
+    return templates.TemplateResponse(
+        request, "compare.html", {"runs": found, "vendor": vendor_ready()}
     )
 
 

@@ -6,6 +6,11 @@ const listStatus = document.getElementById("list-status");
 const form = document.getElementById("new-run");
 const formError = document.getElementById("form-error");
 const runs = new Map();
+const selected = new Set();
+const compareButton = document.getElementById("compare-button");
+compareButton.addEventListener("click", () => {
+  location.href = `/compare?runs=${[...selected].join(",")}`;
+});
 let presets = {};
 
 async function start(body) {
@@ -78,14 +83,22 @@ function render() {
       const link = document.createElement("a");
       link.href = `/runs/${r.id}`;
       link.textContent = r.name;
-      const cells = [link, r.state, `${r.step} / ${r.total_steps}`, r.preset || "custom",
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = selected.has(r.id);
+      box.setAttribute("aria-label", `select ${r.name}`);
+      box.addEventListener("change", () => {
+        if (box.checked) selected.add(r.id); else selected.delete(r.id);
+        compareButton.disabled = selected.size < 2;
+      });
+      const cells = [box, link, r.state, `${r.step} / ${r.total_steps}`, r.preset || "custom",
         new Date(r.created_at * 1000).toLocaleString()];
       for (const c of cells) {
         const td = document.createElement("td");
         if (c instanceof Node) td.append(c); else td.textContent = c;
         tr.append(td);
       }
-      tr.children[1].className = `state ${r.state}`;
+      tr.children[2].className = `state ${r.state}`;
       return tr;
     }),
   );
@@ -104,7 +117,7 @@ function connectList(retry = 250) {
     const data = JSON.parse(msg.data);
     if (data.full) runs.clear();
     for (const r of data.runs) runs.set(r.id, r);
-    for (const id of data.deleted) runs.delete(id);
+    for (const id of data.deleted) { runs.delete(id); selected.delete(id); }
     schedule();
   };
   ws.onclose = () => {

@@ -184,3 +184,27 @@ def test_index_form_and_live_list(dashboard: Server, page: Any) -> None:
     page.goto(dashboard.url + "/")
     page.wait_for_selector(f"tr[data-run-id='{run_id}']")
     assert "finished" in page.locator(f"tr[data-run-id='{run_id}']").inner_text()
+
+
+def test_compare_two_runs(dashboard: Server, page: Any) -> None:
+    a = dashboard.create("xor", steps=300)
+    b = dashboard.create("xor", steps=300, optimizer={"name": "sgd", "lr": 0.05})
+    for r in (a, b):
+        dashboard.wait_for(r["id"], lambda run: run["state"] == "finished")
+    page.goto(dashboard.url + "/")
+    for r in (a, b):
+        page.locator(f"tr[data-run-id='{r['id']}'] input[type=checkbox]").check()
+    page.get_by_role("button", name="Compare selected").click()
+    page.wait_for_url("**/compare?runs=*")
+    page.wait_for_selector("#compare[data-ready=true]")
+    assert page.locator("#compare-chart canvas").count() >= 1
+    for r in (a, b):
+        row = page.locator(f"#compare-table tr[data-run-id='{r['id']}']")
+        loss = dashboard.request(
+            "GET", f"/api/runs/{r['id']}/metrics", params={"names": "train_loss"}
+        ).json()
+        final = loss["series"]["train_loss"]["value"][-1]
+        shown = float(row.locator("[data-final=train_loss]").inner_text())
+        assert abs(shown - final) <= 1e-3 * abs(final) + 1e-9
+        assert "%" in row.locator("[data-final=test_acc]").inner_text()
+    assert "0.05" in page.locator(f"#compare-table tr[data-run-id='{b['id']}']").inner_text()
