@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 
 import pytest
@@ -188,15 +187,13 @@ def test_a_billion_parameters_is_refused_arithmetically() -> None:
         "steps": 1,
     }
     tracemalloc.start()
-    start = time.perf_counter()
     with pytest.raises(ConfigError) as e:
         resolve(None, huge)
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert e.value.field == "model.hidden"
     assert "292,687,873 parameters" in e.value.message
-    assert elapsed < 0.5 and peak < 5_000_000  # counted, never allocated
+    assert peak < 5_000_000  # counted, never allocated (no timing: machines are noisy)
     # 10^9 parameters need a layer wider than the field allows: refused even earlier.
     with pytest.raises(ConfigError) as e:
         resolve("mnist-mlp", {"model": {"hidden": [31_623, 31_623]}})

@@ -6,8 +6,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import statistics
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -472,31 +470,3 @@ def test_epoch_events_report_running_train_accuracy() -> None:
     assert 0 < metrics["data"]["train_acc"] <= 1 and 0 < metrics["data"]["test_acc"] <= 1
     assert confusion["data"]["labels"] == [0, 1]
     assert sum(map(sum, confusion["data"]["matrix"])) == 400
-
-
-# -- cost ----------------------------------------------------------------------------------------
-
-
-def _median_seconds(fn: Any, n: int = 15) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def test_recording_is_cheap_next_to_training() -> None:
-    napkin = trainer("napkin-average")
-    napkin.train_step()
-    assert _median_seconds(napkin.record_events) < 0.1 * _median_seconds(napkin.train_step, 3)
-    # An MNIST-sized network on random data: records cost a few steps at most.
-    tr = trainer(
-        "mnist-mlp",
-        {"dataset": {"name": "rectangles", "size": 28, "n": 2000, "test_n": 10}, "loss": "mse"},
-    )
-    for _ in range(3):
-        tr.train_step()
-    step = _median_seconds(tr.train_step)
-    record = _median_seconds(tr.record_events)
-    assert record < 5 * step, (record, step)
