@@ -7,6 +7,7 @@ import { HealthPanel } from "./panels/health.js";
 import { BoundaryPanel } from "./panels/boundary.js";
 import { GraphPanel } from "./panels/graph.js";
 import { NetworkPanel } from "./panels/network.js";
+import { ConfusionPanel } from "./panels/confusion.js";
 
 const root = document.getElementById("run");
 const runId = root.dataset.runId;
@@ -16,7 +17,8 @@ const conn = document.getElementById("conn-status");
 const nanBanner = document.getElementById("nan-banner");
 const controlError = document.getElementById("control-error");
 const PANELS = { loss: LossPanel, weights: WeightsPanel, health: HealthPanel,
-  boundary: BoundaryPanel, graph: GraphPanel, network: NetworkPanel };
+  boundary: BoundaryPanel, graph: GraphPanel, network: NetworkPanel,
+  confusion: ConfusionPanel };
 
 const panels = [];
 let dirty = new Set();

@@ -89,6 +89,9 @@ def test_moons_boundary_changes_and_classifies(dashboard: Server, page: Any) -> 
     panel = page.locator("#panel-boundary")
     assert int(panel.get_attribute("data-step")) == 3000
     assert float(panel.get_attribute("data-classified")) >= 0.9
+    confusion = page.locator("#panel-confusion")
+    total = int(confusion.get_attribute("data-total"))
+    assert total == 400 and int(confusion.get_attribute("data-correct")) >= 0.9 * total
     # 2 -> 16 -> 16 -> 2: every edge of the network diagram is drawn.
     assert page.locator("#panel-network").get_attribute("data-edges") == str(
         2 * 16 + 16 * 16 + 16 * 2
