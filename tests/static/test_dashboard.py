@@ -211,3 +211,17 @@ def test_compare_two_runs(dashboard: Server, page: Any) -> None:
         assert abs(shown - final) <= 1e-3 * abs(final) + 1e-9
         assert "%" in row.locator("[data-final=test_acc]").inner_text()
     assert "0.05" in page.locator(f"#compare-table tr[data-run-id='{b['id']}']").inner_text()
+
+
+def test_divergence_banner_names_the_op(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("napkin-average", optimizer={"lr": 10.0}, dataset={"n": 50})
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'failed'", timeout=TIMEOUT
+    )
+    banner = page.locator("#nan-banner")
+    assert banner.is_visible()
+    record = dashboard.run(run["id"])
+    assert record["state"] == "failed" and record["error_op"]
+    assert f"op: {record['error_op']}" in banner.inner_text()
+    assert "diverged" in banner.inner_text()
