@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -45,6 +46,26 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason[:120])
 
 
+async def _serve(
+    ws: WebSocket, sender: asyncio.Task[None], on_text: Callable[[str | None], Awaitable[bool]]
+) -> None:
+    """Read client messages while `sender` streams; stop when either side is done."""
+    try:
+        while True:
+            receive = asyncio.create_task(ws.receive())
+            done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done:
+                receive.cancel()
+                return  # the client went away while we were sending
+            msg = receive.result()
+            if msg["type"] == "websocket.disconnect" or not await on_text(msg.get("text")):
+                return
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
+
 @router.websocket("/ws/runs/{run_id}")
 async def run_stream(
     ws: WebSocket,
@@ -63,26 +84,18 @@ async def run_stream(
         {"kind": "hello", "run": run.to_dict(), "config": run.config, "last_seq": run.last_seq}
     )
     client = hub.subscribe(run_id, since)
-    pump = asyncio.create_task(hub.pump(ws, client))
+
+    async def on_text(text: str | None) -> bool:
+        try:
+            client.restart(_parse_since(text))
+        except ValueError as e:
+            await _close(ws, CLOSE_POLICY, str(e))
+            return False
+        return True
+
     try:
-        while True:
-            receive = asyncio.create_task(ws.receive())
-            done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if pump in done:
-                receive.cancel()
-                break  # the client went away while we were sending
-            msg = receive.result()
-            if msg["type"] == "websocket.disconnect":
-                break
-            try:
-                client.restart(_parse_since(msg.get("text")))
-            except ValueError as e:
-                await _close(ws, CLOSE_POLICY, str(e))
-                break
+        await _serve(ws, asyncio.create_task(hub.pump(ws, client)), on_text)
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump
         hub.unsubscribe(client)
 
 
@@ -110,21 +123,11 @@ async def run_list_stream(ws: WebSocket, store: StoreDep, hub: HubDep) -> None:
             else:
                 await ws.send_text(text)
 
-    task = asyncio.create_task(pump(client))
+    async def on_text(text: str | None) -> bool:
+        await _close(ws, CLOSE_POLICY, "this stream takes no messages")
+        return False
+
     try:
-        while True:
-            receive = asyncio.create_task(ws.receive())
-            done, _ = await asyncio.wait({receive, task}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                receive.cancel()
-                break
-            msg = receive.result()
-            if msg["type"] == "websocket.disconnect":
-                break
-            await _close(ws, CLOSE_POLICY, "this stream takes no messages")
-            break
+        await _serve(ws, asyncio.create_task(pump(client)), on_text)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
         hub.unsubscribe_list(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -148,11 +149,18 @@ def step_metrics(events: list[dict[str, Any]]) -> list[int]:
     return [e["step"] for e in events if e["type"] == "metrics" and "train_loss" in e["data"]]
 
 
-@pytest.fixture
-def server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
-    env = {"GRADSCOPE_MNIST_DIR": str(real_mnist), "GRADSCOPE_MAX_CONCURRENT": "2"}
+@contextlib.contextmanager
+def live_server(tmp_path: Path, mnist: Path) -> Iterator[Server]:
+    """A started server on its own data dir (two runs at once), stopped afterwards."""
+    env = {"GRADSCOPE_MNIST_DIR": str(mnist), "GRADSCOPE_MAX_CONCURRENT": "2"}
     s = Server(tmp_path / "data", env).start()
     try:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
+    with live_server(tmp_path, real_mnist) as s:
+        yield s

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import ROOT, Server
+from tests.server.conftest import ROOT, Server, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -44,12 +44,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def dashboard(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
-    env = {"GRADSCOPE_MNIST_DIR": str(real_mnist), "GRADSCOPE_MAX_CONCURRENT": "2"}
-    s = Server(tmp_path / "data", env).start()
-    try:
+    with live_server(tmp_path, real_mnist) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

@@ -5,19 +5,10 @@
 //   {"type": "confusion", "step": 938, "data": {"labels": [0, 1, ...], "matrix": [[int]]}}
 // Backend route: GET /api/runs/{id}/snapshots/confusion?at=STEP
 
-export class ConfusionPanel {
+import { LatestPanel } from "./latest.js";
+
+export class ConfusionPanel extends LatestPanel {
   types = ["confusion"];
-
-  constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
-    this.latest = null;
-  }
-
-  add(e) {
-    this.el.hidden = false;
-    this.latest = e;
-  }
 
   draw() {
     const { labels, matrix } = this.latest.data;

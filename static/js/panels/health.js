@@ -7,24 +7,15 @@
 // Backend route: GET /api/runs/{id}/snapshots/health?at=STEP
 // A NaN/Inf failure (a `state` event "failed" naming the op) is shown by the page's banner.
 
+import { LatestPanel } from "./latest.js";
+
 function fmt(v) {
   if (typeof v !== "number") return String(v);
   return Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? v.toFixed(4) : v.toExponential(2);
 }
 
-export class HealthPanel {
+export class HealthPanel extends LatestPanel {
   types = ["health"];
-
-  constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
-    this.latest = null;
-  }
-
-  add(e) {
-    this.el.hidden = false;
-    this.latest = e;
-  }
 
   draw() {
     const { grad_norm: g, update_ratio: u, dead_relu: d } = this.latest.data;

@@ -8,6 +8,8 @@
 //   {"type": "weights", "data": {"params": {"L0.N1.w2": [0.3], ...}}}  (scalar MLP)
 //   {"type": "weights", "data": {"params": {"w0": [0.9], ...}}}         (the napkin neuron)
 // Backend route: GET /api/runs/{id}/snapshots/weights?at=STEP
+import { LatestPanel } from "./latest.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const MAX_UNITS = 24; // per column; bigger layers show their first units
 
@@ -33,19 +35,8 @@ export function layers(data) {
   return mats.filter(Boolean);
 }
 
-export class NetworkPanel {
+export class NetworkPanel extends LatestPanel {
   types = ["weights"];
-
-  constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
-    this.latest = null;
-  }
-
-  add(e) {
-    this.el.hidden = false;
-    this.latest = e;
-  }
 
   draw() {
     const mats = layers(this.latest.data);
