@@ -76,6 +76,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="warning",
         ws_max_size=settings.ws_max_message_bytes,
+        # Per-client deflate was most of the streaming cost (docs/benchmarks.md, issue 5).
+        ws_per_message_deflate=False,
     )
     return 0
 
