@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -15,7 +14,7 @@ from typing import Any
 
 from server.config import RunConfig, resolve_config
 from server.settings import Settings
-from server.store import RunRecord, Store
+from server.store import RunRecord, Store, pid_alive
 from server.worker import run_worker
 
 log = logging.getLogger("gradscope.runs")
@@ -38,19 +37,6 @@ class Worker:
     process: BaseProcess
     conn: Connection
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (used for `gradscope train` runs)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunManager:

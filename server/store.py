@@ -350,7 +350,7 @@ class Store:
                 "SELECT id, pid FROM runs WHERE state IN ('running', 'paused')"
             ).fetchall()
             for run_id, pid in rows:
-                if _alive(pid):
+                if pid_alive(pid):
                     continue  # e.g. a `gradscope train` still running beside the server
                 self._set_state(conn, run_id, "interrupted", INTERRUPTED_MESSAGE, None, None, None)
                 marked.append(run_id)
@@ -363,7 +363,7 @@ class Store:
         return "\n".join(r[0] for r in rows)
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     """Is pid a live process other than this one?"""
     if not pid or pid == os.getpid():
         return False
