@@ -7,8 +7,9 @@ pass or a decision-boundary grid never disturbs what the training step left behi
 
 from __future__ import annotations
 
+import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -213,3 +214,70 @@ def summary(a: np.ndarray | None) -> dict[str, Any] | None:
         std = math.sqrt(var) if var > 0 else (0.0 if var >= 0 else math.nan)
         lo, hi = float(np.min(x)), float(np.max(x))
     return {k: json_float(v) for k, v in (("mean", mean), ("std", std), ("min", lo), ("max", hi))}
+
+
+# -- images (MNIST) ---------------------------------------------------------------------------
+
+IMAGE_UNITS = 32  # first-layer units shown as images
+MISCLASSIFIED = 24  # test digits in the misclassified strip
+
+
+def b64_bytes(a: np.ndarray) -> str:
+    """uint8 values as base64: a 28x28 image is 1 KB of JSON instead of ~3 KB of numbers."""
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def unit_images(w: np.ndarray, units: int = IMAGE_UNITS) -> dict[str, Any]:
+    """The first `units` rows of a first-layer weight matrix (out, in) as 0..255 images.
+
+    Each unit is scaled by its own largest |weight| so that 127.5 is zero: a diverging
+    colour map then shows positive and negative weights on one scale per unit.
+    """
+    w = np.asarray(w[:units], dtype=np.float64)
+    scale = np.abs(w).max(axis=1, keepdims=True)
+    scale[~np.isfinite(scale) | (scale == 0)] = 1.0
+    img = np.clip(np.round(127.5 + 127.5 * np.nan_to_num(w) / scale), 0, 255)
+    return {
+        "units": list(range(len(w))),
+        "scale": json_floats(scale[:, 0]),
+        "images": [b64_bytes(row) for row in img],
+    }
+
+
+def softmax_rows(out: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, stable."""
+    z = np.asarray(out, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def misclassified(
+    out: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    image_of: Callable[[int], np.ndarray],
+    n: int = MISCLASSIFIED,
+) -> dict[str, Any]:
+    """The `n` wrong test predictions made with the most confidence, with their images.
+
+    `image_of(row)` gives a test image in 0..1; only the chosen rows are converted.
+    """
+    wrong = np.flatnonzero(preds != labels)
+    items: list[dict[str, Any]] = []
+    images: list[str] = []
+    if len(wrong):
+        prob = softmax_rows(out[wrong])
+        conf = prob[np.arange(len(wrong)), preds[wrong]]
+        order = np.argsort(-conf, kind="stable")[:n]
+        for j in order:
+            i = int(wrong[j])
+            items.append(
+                {
+                    "index": i,
+                    "label": int(labels[i]),
+                    "pred": int(preds[i]),
+                    "confidence": round(float(conf[j]), 4),
+                }
+            )
+            images.append(b64_bytes(np.clip(np.round(image_of(i) * 255), 0, 255)))
+    return {"total": len(wrong), "items": items, "images": images}

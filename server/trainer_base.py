@@ -7,6 +7,8 @@ trainers_scalar.py and trainers_tensor.py.
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,15 @@ from server.recording import (
     json_float,
     json_floats,
     loss_value,
+    misclassified,
     predict,
+    unit_images,
 )
-from server.run_data import RunData
+from server.run_data import MNIST_MEAN, MNIST_STD, RunData
 
 MAX_WEIGHTS = 1000  # up to this many parameters a record carries every value
 MAX_POINTS = 1000  # points in the dataset event
+IMAGE_EVERY = 1.0  # seconds between first-layer image snapshots (each is ~35 KB of JSON)
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,6 +66,8 @@ class Trainer:
         self._hist = Histograms(seed=config.seed)
         self._bounds = bounds_of(data.x_train) if data.is_2d else None
         self._grid: np.ndarray | None = None
+        self._images = config.dataset.name == "mnist"
+        self._last_images = -math.inf
 
     # -- the clock and the data order ----------------------------------------------------
 
@@ -174,7 +181,23 @@ class Trainer:
         events.append(event("graph_values", self.step, self._graph_values()))
         if self._bounds is not None:
             events.append(event("boundary", self.step, self.boundary()))
+        now = time.monotonic()
+        if self._images and (
+            now - self._last_images >= IMAGE_EVERY or self.step >= self.total_steps
+        ):
+            self._last_images = now
+            events.append(event("first_layer", self.step, self.first_layer()))
         return events
+
+    def first_layer(self) -> dict[str, Any]:
+        """The first layer's weights into the first units, as 28x28 images."""
+        w = self._layers()[0][0]
+        return {"shape": [28, 28], **unit_images(w)}
+
+    def test_image(self, row: int) -> np.ndarray:
+        """A test image back in 0..1 (undoing the standardisation the run applied)."""
+        x = self.data.x_test[row].astype(np.float64)
+        return x * MNIST_STD + MNIST_MEAN if self.config.dataset.standardize else x
 
     def boundary(self) -> dict[str, Any]:
         """P(class 1) over a grid covering the 2-D data (row-major, y outer)."""
@@ -193,6 +216,7 @@ class Trainer:
             "test_loss": loss_value(out, d.t_test, self.config.loss, self.config.reduction)
         }
         if d.y_test is not None:
+            result["out"] = out
             result["preds"] = predict(out, d.target)
             result["test_acc"] = float((result["preds"] == d.y_test).mean())
         return result
@@ -210,4 +234,7 @@ class Trainer:
             events.append(
                 event("confusion", self.step, {"labels": self.data.classes, "matrix": matrix})
             )
+            if self._images:
+                wrong = misclassified(ev["out"], self.data.y_test, ev["preds"], self.test_image)
+                events.append(event("misclassified", self.step, {"shape": [28, 28], **wrong}))
         return events

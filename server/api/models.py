@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.config import RunConfig
 
 SnapshotKind = Literal[
-    "weights", "histograms", "health", "graph", "graph_values", "boundary", "confusion", "dataset"
+    "weights",
+    "histograms",
+    "health",
+    "graph",
+    "graph_values",
+    "boundary",
+    "confusion",
+    "dataset",
+    "first_layer",
+    "misclassified",
 ]
 
 

@@ -8,6 +8,7 @@ import { BoundaryPanel } from "./panels/boundary.js";
 import { GraphPanel } from "./panels/graph.js";
 import { NetworkPanel } from "./panels/network.js";
 import { ConfusionPanel } from "./panels/confusion.js";
+import { MnistPanel } from "./panels/mnist.js";
 
 const root = document.getElementById("run");
 const runId = root.dataset.runId;
@@ -18,7 +19,7 @@ const nanBanner = document.getElementById("nan-banner");
 const controlError = document.getElementById("control-error");
 const PANELS = { loss: LossPanel, weights: WeightsPanel, health: HealthPanel,
   boundary: BoundaryPanel, graph: GraphPanel, network: NetworkPanel,
-  confusion: ConfusionPanel };
+  confusion: ConfusionPanel, mnist: MnistPanel };
 
 const panels = [];
 let dirty = new Set();

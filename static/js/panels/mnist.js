@@ -1,0 +1,121 @@
+// MNIST panel: the first layer's weights as 28x28 images (what each unit looks for), and a
+// strip of the test digits the model gets most confidently wrong, per epoch.
+//
+// Consumes (docs/events.md):
+//   {"type": "first_layer", "step": 500, "data": {"shape": [28, 28], "units": [0, ...],
+//    "scale": [0.08, ...], "images": ["<base64 of 784 uint8, 127.5 = weight 0>", ...]}}
+//   {"type": "misclassified", "step": 938, "data": {"shape": [28, 28], "total": 312,
+//    "items": [{"index": 3206, "label": 8, "pred": 3, "confidence": 0.99}, ...],
+//    "images": ["<base64 of 784 uint8, 255 = ink>", ...]}}
+// Backend routes: GET /api/runs/{id}/snapshots/first_layer and .../snapshots/misclassified
+
+function bytesOf(b64) {
+  const s = atob(b64);
+  const out = new Uint8ClampedArray(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+// Diverging map: negative weights blue, zero white, positive red (as Playground colours them).
+function weightRGB(b) {
+  const v = (b - 127.5) / 127.5;
+  return v >= 0 ? [255, 255 * (1 - v), 255 * (1 - v)] : [255 * (1 + v), 255 * (1 + v), 255];
+}
+
+// Ink as MNIST stores it (255 = ink), shown dark on light like paper.
+function inkRGB(b) {
+  const g = 255 - b;
+  return [g, g, g];
+}
+
+function paint(canvas, bytes, [h, w], colour) {
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < w * h; i++) {
+    const [r, g, b] = colour(bytes[i]);
+    img.data[4 * i] = r;
+    img.data[4 * i + 1] = g;
+    img.data[4 * i + 2] = b;
+    img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+export class MnistPanel {
+  types = ["first_layer", "misclassified"];
+
+  constructor(el) {
+    this.el = el;
+    this.body = el.querySelector(".panel-body");
+    this.units = document.createElement("div");
+    this.units.className = "digit-grid units";
+    this.unitsCaption = document.createElement("p");
+    this.unitsCaption.className = "muted";
+    this.misses = document.createElement("div");
+    this.misses.className = "digit-grid misses";
+    this.missesCaption = document.createElement("p");
+    this.missesCaption.className = "muted";
+    const h1 = document.createElement("h3");
+    h1.textContent = "First-layer weights (red +, blue −)";
+    const h2 = document.createElement("h3");
+    h2.textContent = "Most confident mistakes on the test set";
+    this.body.replaceChildren(h1, this.units, this.unitsCaption, h2, this.misses, this.missesCaption);
+    this.weights = null;
+    this.wrong = null;
+  }
+
+  add(e) {
+    this.el.hidden = false;
+    if (e.type === "first_layer") this.weights = e;
+    else this.wrong = e;
+    this.fresh = (this.fresh || new Set()).add(e.type);
+  }
+
+  draw() {
+    const fresh = this.fresh || new Set();
+    this.fresh = new Set();
+    if (this.weights && fresh.has("first_layer")) this.drawUnits(this.weights);
+    if (this.wrong && fresh.has("misclassified")) this.drawMisses(this.wrong);
+  }
+
+  // Reuse the canvases: a new snapshot only repaints them, so memory stays flat.
+  cells(grid, n) {
+    while (grid.children.length < n) {
+      const fig = document.createElement("figure");
+      fig.append(document.createElement("canvas"), document.createElement("figcaption"));
+      grid.append(fig);
+    }
+    while (grid.children.length > n) grid.lastChild.remove();
+    return [...grid.children];
+  }
+
+  drawUnits({ step, data }) {
+    const figs = this.cells(this.units, data.images.length);
+    data.images.forEach((b64, i) => {
+      const [canvas, cap] = figs[i].children;
+      paint(canvas, bytesOf(b64), data.shape, weightRGB);
+      cap.textContent = `unit ${data.units[i]}`;
+      figs[i].title = `unit ${data.units[i]}: ±${Number(data.scale[i]).toPrecision(3)}`;
+    });
+    this.unitsCaption.textContent = `step ${step}: ${data.images.length} units, each on its own scale`;
+    this.units.dataset.step = step;
+    this.units.dataset.count = data.images.length;
+  }
+
+  drawMisses({ step, data }) {
+    const figs = this.cells(this.misses, data.images.length);
+    data.items.forEach((item, i) => {
+      const [canvas, cap] = figs[i].children;
+      paint(canvas, bytesOf(data.images[i]), data.shape, inkRGB);
+      cap.textContent = `${item.label}→${item.pred} ${(100 * item.confidence).toFixed(0)}%`;
+      figs[i].title = `test digit #${item.index}: a ${item.label}, predicted ${item.pred}`;
+    });
+    this.missesCaption.textContent = `step ${step}: ${data.total} of the test digits wrong; ` +
+      `shown: the ${data.items.length} the model was surest of (true→predicted, confidence)`;
+    this.misses.dataset.step = step;
+    this.misses.dataset.count = data.items.length;
+    this.misses.dataset.total = data.total;
+  }
+}
