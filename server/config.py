@@ -133,7 +133,11 @@ class RecordConfig(_Model):
     every: int | None = Field(
         None, ge=1, le=1_000_000, description="record every k steps; None: adaptive (worker)"
     )
-    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="steps between checkpoints; None: every 10 s of training (worker)",
+    )
     boundary_grid: int = Field(40, ge=10, le=100, description="2-D sets: decision grid side")
     max_graph_nodes: int = Field(
         2000, ge=10, le=100_000, description="scalar runs: graph a single sample beyond this"

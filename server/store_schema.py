@@ -152,8 +152,28 @@ def _tolist(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+class RawJSON(str):
+    """A value already encoded as JSON text; to_json passes it through as it is."""
+
+
+def loss_json(epoch: int, loss: float) -> RawJSON:
+    """A per-step metrics event's data, formatted directly: the one event every step makes.
+
+    repr(float) is what json.dumps writes for a finite float; non-finite ones become strings.
+    """
+    loss = float(loss)
+    text = repr(loss) if math.isfinite(loss) else f'"{json_float_text(loss)}"'
+    return RawJSON(f'{{"epoch":{epoch},"train_loss":{text}}}')
+
+
+def json_float_text(x: float) -> str:
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
 def to_json(value: Any) -> str:
     """Compact JSON; NaN/Inf become strings (the fast path pays nothing when there are none)."""
+    if isinstance(value, RawJSON):
+        return value
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_tolist)
     except ValueError:
