@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import os
 import shutil
@@ -37,6 +39,14 @@ from server.store_schema import (  # noqa: F401 - re-exported
     retry_locked,
     to_json,
 )
+
+INSERT_CHUNK = 1000  # rows per INSERT: 6,000 bound values, far below SQLite's 32,766
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (run_id, seq, type, step, t, data) VALUES {values}"
 
 
 class Store:
@@ -257,10 +267,13 @@ class Store:
             if row is None:
                 raise KeyError(f"no run {run_id}")
             first = row[0] + 1
-            conn.executemany(
-                "INSERT INTO events (run_id, seq, type, step, t, data) VALUES (?, ?, ?, ?, ?, ?)",
-                [event_row(run_id, seq, e, now) for seq, e in enumerate(events, first)],
-            )
+            rows = [event_row(run_id, seq, e, now) for seq, e in enumerate(events, first)]
+            # Multi-row INSERTs: one sqlite3_step per chunk rather than per row, so a
+            # commit from a writer thread gives up and retakes the GIL a few times, not
+            # once per event (each retake can wait for the training thread's switch).
+            for i in range(0, len(rows), INSERT_CHUNK):
+                chunk = rows[i : i + INSERT_CHUNK]
+                conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
             last = first - 1 + len(events)
             if events or run_fields:
                 self._update(conn, run_id, {**(run_fields or {}), "last_seq": last})

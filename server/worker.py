@@ -13,7 +13,6 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from server.config import RunConfig
 from server.store import Store
 from server.store_schema import loss_json
 from server.training import Trainer, TrainingDiverged, build_trainer
-from server.writer import BackgroundWriter
 
 # Recording snapshots may take this share of training time; k adapts to stay under it.
 RECORD_BUDGET = 0.02
@@ -71,13 +69,6 @@ class TrainingLoop:
         self.pending_steps = 0
         self.run_fields: dict[str, Any] = {}
         self.checkpoints: list[str] = []
-        self._writer: BackgroundWriter | None = None
-
-    @property
-    def writer(self) -> BackgroundWriter:
-        if self._writer is None:
-            self._writer = BackgroundWriter(self.store, self.run_id)
-        return self._writer
 
     # -- events -------------------------------------------------------------------
     def emit(self, events: list[dict[str, Any]]) -> None:
@@ -87,38 +78,26 @@ class TrainingLoop:
             e.setdefault("t", now)
         self.buffer.extend(events)
 
-    def flush(self, wait: bool = False) -> None:
-        """Commit the buffered events and the run's counters in one transaction.
-
-        The commit happens on the writer thread; `wait` returns only once it is done.
-        """
+    def flush(self) -> None:
+        """Commit the buffered events and the run's counters in one transaction."""
         fields = {"step": self.trainer.step, "epoch": self.trainer.epoch, **self.run_fields}
-        # Files older than the newest KEEP_CHECKPOINTS may go once this commit (whose run
-        # row points at a newer one) is in.
-        old = self.checkpoints[:-KEEP_CHECKPOINTS]
-        del self.checkpoints[:-KEEP_CHECKPOINTS]
-        then = partial(self._remove_checkpoints, old) if old else None
-        self.writer.submit(self.buffer, fields, then)
+        self.store.append_events(self.run_id, self.buffer, fields)
         self.buffer, self.run_fields = [], {}
         self.last_flush = time.perf_counter()
-        if wait:
-            self.writer.drain()
+        # Files older than the newest KEEP_CHECKPOINTS may go now that the run row, just
+        # committed, points at a newer one.
+        if len(self.checkpoints) > KEEP_CHECKPOINTS:
+            self._remove_checkpoints(self.checkpoints[:-KEEP_CHECKPOINTS])
+            del self.checkpoints[:-KEEP_CHECKPOINTS]
 
     def set_state(self, state: str, **kwargs: Any) -> None:
-        self.flush(wait=True)
+        self.flush()
         self.store.set_state(self.run_id, state, **kwargs)
 
     # -- the loop -----------------------------------------------------------------
     def run(self, resume: bool = False) -> str:
         """Train to the end (or until stopped); returns the final state."""
         self.last_flush = time.perf_counter()
-        try:
-            return self._run(resume)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-
-    def _run(self, resume: bool) -> str:
         try:
             if resume:
                 self._restore()
@@ -256,7 +235,7 @@ class TrainingLoop:
                 return
             try:
                 if self.paused:
-                    self.flush(wait=True)
+                    self.flush()
                 command = self.control.recv()
             except (EOFError, OSError):
                 # The server is gone: stop writing so a restarted server finds a clean run.
@@ -290,7 +269,7 @@ class TrainingLoop:
             raise Stopped("stopped", "stopped by the user")
 
     def _ack(self, name: str) -> None:
-        self.flush(wait=True)
+        self.flush()
         if self.control is not None:
             with contextlib.suppress(OSError):
                 self.control.send(("ack", name, self.trainer.step))

@@ -1,12 +1,11 @@
-"""server.writer: commits on a background thread, in order, with errors handed back; and
-the training loop's fast per-step metrics rows."""
+"""server.worker's TrainingLoop: whole, ordered commits even when the disk fills, checkpoints
+pruned only after the run row points past them, and its fast per-step metrics rows."""
 
 from __future__ import annotations
 
 import json
 import math
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,51 +15,6 @@ from server.store import Store
 from server.store_schema import loss_json, to_json
 from server.training import build_trainer
 from server.worker import TrainingLoop
-from server.writer import BackgroundWriter
-from tests.server.test_store import metrics, new_run
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "data")
-    yield s
-    s.close()
-
-
-def test_batches_commit_in_order_and_then_runs_after_the_commit(store: Store) -> None:
-    run = new_run(store)
-    writer = BackgroundWriter(store, run.id)
-    seen: list[int] = []
-    for i in range(20):
-        # `then` sees its own batch already in the store.
-        writer.submit(
-            metrics(5, 5 * i),
-            {"step": 5 * i + 4},
-            lambda: seen.append(store.get_run(run.id).last_seq),
-        )
-    writer.drain()
-    assert seen == [5 * (i + 1) for i in range(20)]
-    events = store.events(run.id)
-    assert [e["seq"] for e in events] == list(range(1, 101))
-    assert [e["step"] for e in events] == list(range(100))
-    assert store.get_run(run.id).step == 99
-    writer.close()
-    assert not any(t.name == f"writer-{run.id}" for t in threading.enumerate())
-
-
-def test_a_failed_commit_is_raised_on_the_training_thread_and_stops_writing(
-    store: Store,
-) -> None:
-    run = new_run(store)
-    writer = BackgroundWriter(store, run.id)
-    writer.submit(metrics(3), {"step": 2})
-    writer.submit([{"type": "metrics", "step": 3, "data": {"x": object()}}], {})  # not JSON
-    with pytest.raises(TypeError):
-        writer.drain()
-    with pytest.raises(TypeError):
-        writer.submit(metrics(1, 10), {})
-    writer.close()
-    assert [e["step"] for e in store.events(run.id)] == [0, 1, 2]
 
 
 def test_a_full_disk_fails_the_run_cleanly(tmp_path: Path) -> None:
@@ -83,6 +37,36 @@ def test_a_full_disk_fails_the_run_cleanly(tmp_path: Path) -> None:
     steps = [e["step"] for e in store.events(run.id, types=("metrics",))]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # whole, ordered commits
     assert record.step < 3000
+    store.close()
+
+
+def test_checkpoints_keep_the_newest_two_and_the_run_points_at_one(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    overrides = {"steps": 1000, "record": {"checkpoint_every": 100}}
+    config = resolve_config("moons", overrides, max_parameters=10**6, max_steps=10**6)
+    run = store.create_run(
+        config.model_dump(mode="json"), preset="moons", name=None, source="cli", total_steps=1000
+    )
+    assert TrainingLoop(store, run.id, build_trainer(config), config).run() == "finished"
+    files = sorted(p.name for p in store.checkpoint_dir(run.id).iterdir())
+    assert files == ["step-1000.npz", "step-900.npz"]
+    assert store.get_run(run.id).checkpoint == "step-1000.npz"
+    events = store.events(run.id, types=("checkpoint",))
+    assert [e["step"] for e in events] == list(range(100, 1001, 100))
+    store.close()
+
+
+def test_without_checkpoint_every_a_short_run_checkpoints_once_at_the_end(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path)
+    config = resolve_config("moons", {"steps": 500}, max_parameters=10**6, max_steps=10**6)
+    assert config.record.checkpoint_every is None
+    run = store.create_run(
+        config.model_dump(mode="json"), preset="moons", name=None, source="cli", total_steps=500
+    )
+    assert TrainingLoop(store, run.id, build_trainer(config), config).run() == "finished"
+    assert [e["step"] for e in store.events(run.id, types=("checkpoint",))] == [500]
     store.close()
 
 
