@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from server import pages
-from server.api import presets, runs, ws
+from server.api import predict, presets, runs, ws
 from server.hub import Hub
 from server.manager import RunManager
 from server.settings import Settings
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(runs.router)
     app.include_router(ws.router)
+    app.include_router(predict.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
     return app

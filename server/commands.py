@@ -1,4 +1,4 @@
-"""`gradscope serve | train | runs | export`: the server and the store from the terminal."""
+"""`gradscope serve | train | runs | export | export-model`: runs and the store, in a terminal."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--format", choices=("csv", "json"), default="csv")
     e.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     _data_dir(e)
+    m = sub.add_parser(
+        "export-model", help="write a finished MNIST run's final weights as .npz + .json"
+    )
+    m.add_argument("run", help="run id of a finished MNIST run (see `gradscope runs`)")
+    m.add_argument("--out", type=Path, required=True, help="folder to write NAME.npz/.json in")
+    m.add_argument("--name", default="mnist", help="file name without suffix (default mnist)")
+    _data_dir(m)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -229,10 +236,32 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_model(args: argparse.Namespace) -> int:
+    """Write a finished MNIST run's final checkpoint as a model /draw can load."""
+    from server.digit_models import ModelError
+    from server.digit_models import export_model as write_model
+    from server.store import Store
+
+    store = Store(_settings(args).data_dir)
+    try:
+        npz, js = write_model(store, args.run, args.out, args.name)
+    except (ModelError, ValueError) as e:
+        message = getattr(e, "message", str(e))
+        if getattr(e, "status", None) == 404:
+            message = f"no run with id {args.run!r} (see `gradscope runs`)"
+        print(f"gradscope export-model: {message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"wrote {npz} and {js}", file=sys.stderr)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": serve,
     "train": train,
     "runs": runs,
     "presets": presets,
     "export": export,
+    "export-model": export_model,
 }

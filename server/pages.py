@@ -50,6 +50,12 @@ def compare(request: Request, store: StoreDep, runs: str = "") -> HTMLResponse:
     )
 
 
+@router.get("/draw", response_class=HTMLResponse)
+def draw(request: Request) -> HTMLResponse:
+    """Draw a digit and watch the MNIST model's prediction (needs no vendored library)."""
+    return templates.TemplateResponse(request, "draw.html", {"vendor": True})
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str, store: StoreDep) -> HTMLResponse:
     """One run, live: controls and every panel."""

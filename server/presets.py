@@ -108,4 +108,21 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
         },
         False,
     ),
+    (
+        "mnist-98",
+        "MNIST digits, 98%",
+        "The model behind /draw: a wider 784-512-256-10 ReLU network, SGD with Nesterov "
+        "momentum 0.9, lr 0.02, batches of 64, 20 epochs (inputs standardized), about 98.5% "
+        "test accuracy.",
+        {
+            "dataset": {"name": "mnist"},
+            "model": {"hidden": [512, 256], "activation": "relu"},
+            "loss": "cross_entropy",
+            "optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": True},
+            "batch_size": 64,
+            "epochs": 20,
+            "record": {"checkpoint_every": 2000},
+        },
+        False,
+    ),
 ]

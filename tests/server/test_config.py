@@ -40,6 +40,7 @@ def test_presets_validate_and_serialise() -> None:
         "xor",
         "spiral",
         "mnist-mlp",
+        "mnist-98",
     ]
     featured = {name for name, p in PRESETS.items() if p.featured}
     assert featured == {"napkin-average", "micrograd-classifier"}
