@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages (Jinja2): the run list, a live run, and a comparison."""
+"""The dashboard's HTML pages (Jinja2): the run list, a live run, a comparison, and /draw."""
 
 from __future__ import annotations
 
