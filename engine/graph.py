@@ -5,6 +5,9 @@ its shape, dtype and summaries (mean, std, min, max), plus the values themselves
 holds at most 64 elements, so tiny nets show real numbers like the articles do. The
 browser renders the DOT (no graphviz Python dependency). Node ids are numbered in
 topological order, so the same expression gives the same ids and the same picture.
+
+Every node also names the layer it belongs to (`group`), so the dashboard can collapse a
+big graph to one box per layer: see `groups`.
 """
 
 from __future__ import annotations
@@ -47,12 +50,13 @@ def summarize(a: np.ndarray | None) -> dict[str, Any] | None:
     return out
 
 
-def _node_dict(i: int, v: Node) -> dict[str, Any]:
+def _node_dict(i: int, v: Node, group: str) -> dict[str, Any]:
     if isinstance(v, Value):
         return {
             "id": i,
             "label": v.label,
             "op": v.op,
+            "group": group,
             "data": _number(v.data),
             "grad": _number(v.grad),
         }
@@ -60,6 +64,7 @@ def _node_dict(i: int, v: Node) -> dict[str, Any]:
         "id": i,
         "label": v.label,
         "op": v.op,
+        "group": group,
         "shape": list(v.shape),
         "dtype": str(v.dtype),
         "requires_grad": v.requires_grad,
@@ -68,14 +73,79 @@ def _node_dict(i: int, v: Node) -> dict[str, Any]:
     }
 
 
+# -- layers ------------------------------------------------------------------------------
+# The graph does not know the model, but the model names its parameters ("L1.N0.w2" for
+# the scalar MLP, "2.weight" for the tensor one), and a layer computes in a fixed pattern
+# from them: a product with a weight (w * x, x @ W, or the fused linear), sums adding
+# such products to a bias or to each other, then one activation. Nodes matching that
+# pattern belong to the parameters' layer; whatever is computed from the layers' outputs
+# in any other way is the loss; inputs and constants join the node that reads them.
+
+MUL_OPS = frozenset({"*", "@", "linear"})
+ADD_OPS = frozenset({"+"})
+ACTIVATION_OPS = frozenset({"tanh", "relu", "sigmoid"})
+LOSS_GROUP = "loss"
+MODEL_GROUP = "model"  # parameters whose names carry no layer (the napkin's w0..w3)
+
+
+def _is_param(v: Node) -> bool:
+    if v.op:
+        return False
+    return v.requires_grad if isinstance(v, Tensor) else bool(v.label)
+
+
+def _param_group(label: str) -> str:
+    """The layer in a parameter's name: "L1.N0.w2" -> "L1", "2.weight" -> "2"."""
+    return label.split(".", 1)[0] if "." in label else MODEL_GROUP
+
+
+def groups(topo: list[Node]) -> list[str]:
+    """The layer of each node of a topological order (children first), as a name."""
+    ids = {v: i for i, v in enumerate(topo)}
+    group: list[str | None] = [None] * len(topo)
+    kind: list[str] = [""] * len(topo)  # "param", "mul", "add", "act" inside a layer
+    after = [False] * len(topo)  # computed from some parameter
+    for i, v in enumerate(topo):
+        kids = [ids[c] for c in v._prev]
+        after[i] = _is_param(v) or any(after[k] for k in kids)
+        if _is_param(v):
+            group[i], kind[i] = _param_group(v.label), "param"
+        elif v.op in MUL_OPS:
+            g = next((group[k] for k in kids if kind[k] == "param"), None)
+            if g is not None:
+                group[i], kind[i] = g, "mul"
+        elif v.op in ADD_OPS and len(kids) == 2:
+            # bias + w*x, or partial sum + w*x: a product of the layer and the layer's own
+            # bias or sum. (loss - target) has no such product and stays out.
+            for a, b in (kids, kids[::-1]):
+                if kind[a] == "mul" and kind[b] in ("param", "mul", "add") and group[b] == group[a]:
+                    group[i], kind[i] = group[a], "add"
+                    break
+        elif v.op in ACTIVATION_OPS and len(kids) == 1 and kind[kids[0]] in ("mul", "add"):
+            group[i], kind[i] = group[kids[0]], "act"
+        if group[i] is None and v.op and after[i]:
+            group[i] = LOSS_GROUP
+    # What is left feeds the layers (inputs, constants, their preprocessing): it joins its
+    # first reader, so parents go first.
+    readers: list[list[int]] = [[] for _ in topo]
+    for i, v in enumerate(topo):
+        for c in v._prev:
+            readers[ids[c]].append(i)
+    for i in reversed(range(len(topo))):
+        if group[i] is None:
+            group[i] = group[min(readers[i])] if readers[i] else LOSS_GROUP
+    return [g if g is not None else LOSS_GROUP for g in group]
+
+
 def to_dict(root: Node) -> dict[str, Any]:
     """Nodes and edges [child id, parent id] under root, JSON-ready (no NaN literals)."""
     topo = topological_order(root)
     ids = {v: i for i, v in enumerate(topo)}
+    names = groups(topo)
     return {
         "kind": "scalar" if isinstance(root, Value) else "tensor",
         "root": ids[root],
-        "nodes": [_node_dict(i, v) for i, v in enumerate(topo)],
+        "nodes": [_node_dict(i, v, names[i]) for i, v in enumerate(topo)],
         "edges": [[ids[c], i] for i, v in enumerate(topo) for c in v._prev],
     }
 

@@ -129,3 +129,71 @@ def test_tensor_dot_shows_shapes_and_values() -> None:
     box = r"\{ loss \| scalar float32 \| data \[\d+\.\d{4}\] \| grad \[1\.0000\] \}"
     assert re.search(box, dot)
     assert dot.count("shape=ellipse") == 4
+
+
+def test_scalar_mlp_nodes_are_grouped_by_layer() -> None:
+    from collections import Counter
+
+    from engine.examples import TinyClassifier
+
+    d = to_dict(TinyClassifier().loss())
+    by_group = Counter(n["group"] for n in d["nodes"])
+    # MLP(3, [4, 4, 1]) over 4 samples. Layer 0: 16 parameters, and per sample and neuron
+    # 3 inputs, 3 products, 3 sums, 1 tanh; layer 1: 20 parameters, 4 + 4 + 1 per neuron
+    # and sample (its inputs are layer 0's tanh); layer 2 likewise with one neuron.
+    assert by_group == {
+        "L0": 16 + 4 * 4 * 10,
+        "L1": 20 + 4 * 4 * 9,
+        "L2": 5 + 4 * 9,
+        # per sample: the target's negation, y_pred - y, **2 and the running sum's +;
+        # and sum()'s starting 0
+        "loss": 4 * 4 + 1,
+    }
+    for n in d["nodes"]:
+        if n["label"].startswith("L"):
+            assert n["group"] == n["label"].split(".")[0]
+        if n["op"] == "tanh":
+            assert n["group"] in ("L0", "L1", "L2")
+        if n["op"] == "**2":
+            assert n["group"] == "loss"
+    assert d["nodes"][d["root"]]["group"] == "loss"
+
+
+def test_a_linear_output_and_its_loss_stay_apart() -> None:
+    # y_pred - y adds a constant to the output layer's sum: not the layer's own pattern.
+    from engine.scalar import MLP
+
+    mlp = MLP(2, [3, 1], activation="relu", output_activation="linear", seed=0)
+    out = mlp([1.0, -2.0])
+    loss = (out - 0.5) ** 2
+    d = to_dict(loss)
+    node = {n["id"]: n for n in d["nodes"]}
+    root = node[d["root"]]
+    assert root["group"] == "loss"
+    (diff,) = (node[c] for c, p in d["edges"] if p == root["id"])
+    assert diff["op"] == "+" and diff["group"] == "loss"
+    (o,) = (node[c] for c, p in d["edges"] if p == diff["id"] and node[c]["op"])
+    assert o["op"] == "+" and o["group"] == "L1"
+    assert {n["group"] for n in d["nodes"]} == {"L0", "L1", "loss"}
+
+
+def test_tensor_nodes_are_grouped_by_module() -> None:
+    _, loss = tensor_net_loss()
+    d = to_dict(loss)
+    groups = [(n["label"] or n["op"], n["group"]) for n in d["nodes"]]
+    assert groups == [
+        ("", "0"),  # the input joins the layer that reads it
+        ("0.weight", "0"),
+        ("0.bias", "0"),
+        ("linear", "0"),
+        ("tanh", "0"),
+        ("2.weight", "2"),
+        ("2.bias", "2"),
+        ("linear", "2"),
+        ("loss", "loss"),
+    ]
+
+
+def test_unnamed_parameters_form_one_group() -> None:
+    v = article_expression()
+    assert {n["group"] for n in to_dict(v["L"])["nodes"]} == {"model"}

@@ -63,6 +63,9 @@ def test_micrograd_graph_matches_the_article(dashboard: Server, page: Any) -> No
         "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
     )
     page.wait_for_selector("#panel-graph svg g.node")
+    # 398 values are drawn one box per layer: expand them all to count the article's nodes.
+    page.get_by_role("button", name="Expand all").click()
+    page.wait_for_function("document.querySelector('#panel-graph').dataset.shown === '398'")
     example = TinyClassifier()
     graph = to_dict(example.loss())
     values = len(graph["nodes"])

@@ -1,13 +1,25 @@
-// Computation graph panel: the server's Graphviz DOT (the articles' `label | data | grad`
-// boxes, op nodes between them) rendered in the browser by viz.js; the data and grad fields
-// update in place as `graph_values` events arrive.
+// Computation graph panel: the articles' `label | data | grad` boxes, op nodes between them,
+// rendered in the browser by viz.js; the data and grad fields update in place as
+// `graph_values` events arrive.
+//
+// A small graph (at most COLLAPSE_ABOVE value nodes, e.g. the napkin neuron) is the server's
+// DOT as it is. A bigger one (the micrograd classifier's 398 values) starts collapsed to one
+// box per layer (the nodes' `group`), with the edges between layers; clicking a layer box
+// expands it into its nodes inside a frame, clicking the frame's header collapses it again.
+// That DOT is built here from the nodes and edges, in the server's style.
 //
 // Consumes (docs/events.md):
-//   {"type": "graph", "step": 0, "data": {"kind": "scalar"|"tensor", "nodes": [{"id", "label",
-//     "op", "data", "grad", ...}], "edges": [...], "dot": "digraph G {...}", "scope": "step"}}
+//   {"type": "graph", "step": 0, "data": {"kind": "scalar"|"tensor", "root": 12, "nodes":
+//     [{"id", "label", "op", "group", "data", "grad", ...}], "edges": [[child, parent], ...],
+//     "dot": "digraph G {...}", "scope": "step"|"sample 0"}}
 //   {"type": "graph_values", "step": 50, "data": {"data": [...], "grad": [...]}}  (node order)
 // Backend route: GET /api/runs/{id}/snapshots/graph and .../graph_values?at=STEP
+// Test hooks on the panel: data-nodes (value nodes in the graph), data-groups (layer boxes,
+// 0 when not collapsible), data-expanded (layers expanded), data-shown (value nodes drawn),
+// data-step (of the values shown). Layer boxes are `g.node[data-group]` in the SVG.
 import { instance } from "/static/vendor/viz.js";
+
+export const COLLAPSE_ABOVE = 60; // value nodes; beyond it a graph is drawn one box per layer
 
 let vizPromise = null;
 
@@ -15,10 +27,34 @@ function number(v) {
   return typeof v === "number" ? v.toFixed(4) : String(v);
 }
 
+// A tensor summary reads like the server's DOT: its values when it has up to 4, else mean/std.
+function summary(v) {
+  if (v === null || v === undefined) return "none";
+  if (typeof v !== "object") return number(v);
+  if (v.values && v.values.length <= 4) return `[${v.values.map(number).join(" ")}]`;
+  return `mean ${number(v.mean)} std ${number(v.std)}`;
+}
+
 function field(name, v) {
-  if (v === null || v === undefined) return `${name} none`;
-  if (typeof v === "object") return `${name} mean ${number(v.mean)} std ${number(v.std)}`;
-  return `${name} ${number(v)}`;
+  return `${name} ${summary(v)}`;
+}
+
+// What a DOT record label reads as structure (engine/graph.py's _escape).
+function esc(text) {
+  return String(text).replace(/[\\{}|<>"]/g, (c) => "\\" + c).replace(/\n/g, "\\n");
+}
+
+function title(name) {
+  return name === "loss" || name === "model" ? name : `layer ${name}`;
+}
+
+// Sum of squares of a node's gradient: exact for scalars, from mean and std for tensors.
+function gradSquares(node, g) {
+  if (typeof g === "number") return g * g;
+  if (typeof g === "string") return NaN; // "nan", "inf": the norm is not finite either
+  if (!g || typeof g !== "object" || typeof g.mean !== "number") return 0;
+  const n = (node.shape || []).reduce((a, b) => a * b, 1);
+  return n * (g.std * g.std + g.mean * g.mean);
 }
 
 export class GraphPanel {
@@ -29,58 +65,224 @@ export class GraphPanel {
     this.body = el.querySelector(".panel-body");
     this.graph = null;
     this.values = null;
-    this.rendered = false;
-    this.texts = new Map(); // node id -> {data: <text>, grad: <text>}
+    this.stale = false; // the SVG needs (re)rendering
+    this.token = 0; // the latest render; an older one still awaiting viz gives way
+    this.groups = []; // [{name, nodes: [index], params: [index]}], empty: draw as is
+    this.expanded = new Set(); // group indices
+    this.texts = new Map(); // node index -> {data: <text>, grad: <text>}
+    this.groupTexts = new Map(); // group index -> <text> of its live figure
+    this.body.addEventListener("click", (ev) => this.onClick(ev));
+    // A layer box is focusable: Enter or Space toggles it as a click would.
+    this.body.addEventListener("keydown", (ev) => {
+      if ((ev.key === "Enter" || ev.key === " ") && ev.target.closest("g.node[data-group-index]")) {
+        ev.preventDefault();
+        this.onClick(ev);
+      }
+    });
   }
 
   add(e) {
     this.el.hidden = false;
     if (e.type === "graph") {
       this.graph = e;
-      this.rendered = false;
+      this.groups = this.grouping(e.data);
+      this.expanded.clear();
+      this.stale = true;
     } else {
       this.values = e;
     }
   }
 
-  async draw() {
-    if (this.graph && !this.rendered) {
-      this.rendered = true;
-      vizPromise ??= instance();
-      const viz = await vizPromise;
-      const svg = viz.renderSVGElement(this.graph.data.dot);
-      svg.classList.add("graph-svg");
-      const scope = this.graph.data.scope === "sample 0"
-        ? "The loss over one sample (the whole step's graph is too big to draw)." : "";
-      this.body.replaceChildren(svg);
-      if (scope) {
-        const p = document.createElement("p");
-        p.className = "muted";
-        p.textContent = scope;
-        this.body.prepend(p);
-      }
-      this.texts.clear();
-      for (const g of svg.querySelectorAll("g.node")) {
-        const id = g.querySelector("title")?.textContent ?? "";
-        if (!/^n\d+$/.test(id)) continue;
-        const entry = {};
-        for (const t of g.querySelectorAll("text")) {
-          if (t.textContent.startsWith("data")) entry.data = t;
-          if (t.textContent.startsWith("grad")) entry.grad = t;
-        }
-        this.texts.set(Number(id.slice(1)), entry);
-      }
-      this.el.dataset.nodes = this.graph.data.nodes.length;
+  grouping({ nodes }) {
+    if (nodes.length <= COLLAPSE_ABOVE || !nodes.every((n) => n.group)) return [];
+    const byName = new Map();
+    nodes.forEach((n, i) => {
+      if (!byName.has(n.group)) byName.set(n.group, { name: n.group, nodes: [], params: [] });
+      const g = byName.get(n.group);
+      g.nodes.push(i);
+      // A parameter: a leaf with a name (scalar) or one that takes a gradient (tensor).
+      if (!n.op && (n.requires_grad ?? Boolean(n.label))) g.params.push(i);
+    });
+    // One box would hide everything and show nothing: draw such a graph as it is.
+    if (byName.size < 2) return [];
+    // In input-to-loss order: a layer's last node comes after the last of the layer it reads.
+    const last = (g) => g.nodes[g.nodes.length - 1];
+    return [...byName.values()].sort((a, b) => last(a) - last(b));
+  }
+
+  onClick(ev) {
+    const action = ev.target.closest("[data-graph-action]")?.dataset.graphAction;
+    if (action) {
+      this.expanded = new Set(action === "expand-all" ? this.groups.keys() : []);
+    } else {
+      const box = ev.target.closest("g.node[data-group-index]");
+      if (!box) return;
+      const k = Number(box.dataset.groupIndex);
+      if (!this.expanded.delete(k)) this.expanded.add(k);
     }
-    if (this.values && this.rendered && this.texts.size) {
-      const { data, grad } = this.values.data;
-      this.graph.data.nodes.forEach((node, i) => {
-        const t = this.texts.get(node.id);
-        if (!t) return;
-        if (t.data) t.data.textContent = field("data", data[i]);
-        if (t.grad) t.grad.textContent = field("grad", grad[i]);
-      });
-      this.el.dataset.step = this.values.step;
+    this.render();
+  }
+
+  draw() {
+    if (this.stale) this.render();
+    else this.applyValues();
+  }
+
+  async render() {
+    this.stale = false;
+    const token = ++this.token;
+    vizPromise ??= instance();
+    const viz = await vizPromise;
+    if (token !== this.token || !this.graph) return;
+    const grouped = this.groups.length > 0;
+    const svg = viz.renderSVGElement(grouped ? this.dot() : this.graph.data.dot);
+    svg.classList.add("graph-svg");
+    // The graph fits the panel's width; a collapsible one never below half size, where a
+    // long chain of layers or an expanded layer would shrink to dots: the panel scrolls.
+    const natural = parseFloat(svg.getAttribute("width")) * 4 / 3; // pt -> px
+    if (grouped && natural > 0) svg.style.minWidth = `${Math.round(natural / 2)}px`;
+    const parts = [];
+    if (this.graph.data.scope === "sample 0") {
+      parts.push(this.note("The loss over one sample (the whole step's graph is too big to draw)."));
     }
+    if (grouped) parts.push(this.toolbar());
+    this.body.replaceChildren(...parts, svg);
+    this.collect(svg);
+    this.el.dataset.nodes = this.graph.data.nodes.length;
+    this.el.dataset.groups = this.groups.length;
+    this.el.dataset.expanded = this.expanded.size;
+    this.el.dataset.shown = this.texts.size;
+    this.applyValues();
+  }
+
+  note(text) {
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = text;
+    return p;
+  }
+
+  toolbar() {
+    const bar = document.createElement("div");
+    bar.className = "toolbar graph-toolbar";
+    const hint = this.note(`${this.graph.data.nodes.length} values in ${this.groups.length} ` +
+      "groups: click a layer to expand it, its header to collapse it.");
+    bar.append(hint);
+    for (const [action, text] of [["expand-all", "Expand all"], ["collapse-all", "Collapse all"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.graphAction = action;
+      b.textContent = text;
+      bar.append(b);
+    }
+    return bar;
+  }
+
+  // Index the SVG: value nodes' data/grad texts, layer boxes' live figure and click target.
+  collect(svg) {
+    this.texts.clear();
+    this.groupTexts.clear();
+    const index = new Map(this.graph.data.nodes.map((n, i) => [n.id, i]));
+    for (const g of svg.querySelectorAll("g.node")) {
+      const id = g.querySelector("title")?.textContent ?? "";
+      const group = /^grp(\d+)$/.exec(id);
+      if (group) {
+        const k = Number(group[1]);
+        Object.assign(g.dataset, { groupIndex: k, group: this.groups[k].name,
+          expanded: this.expanded.has(k) });
+        g.setAttribute("tabindex", "0");
+        g.setAttribute("role", "button");
+        g.setAttribute("aria-label", `${this.expanded.has(k) ? "collapse" : "expand"} ` +
+          title(this.groups[k].name));
+        const live = [...g.querySelectorAll("text")].find((t) => /^(‖grad‖|data) /.test(t.textContent));
+        if (live) this.groupTexts.set(k, live);
+        continue;
+      }
+      if (!/^n\d+$/.test(id) || !index.has(Number(id.slice(1)))) continue;
+      const entry = {};
+      for (const t of g.querySelectorAll("text")) {
+        if (t.textContent.startsWith("data")) entry.data = t;
+        if (t.textContent.startsWith("grad")) entry.grad = t;
+      }
+      this.texts.set(index.get(Number(id.slice(1))), entry);
+    }
+  }
+
+  applyValues() {
+    if (!this.values || !this.graph) return;
+    const { data, grad } = this.values.data;
+    for (const [i, t] of this.texts) {
+      if (t.data) t.data.textContent = field("data", data[i]);
+      if (t.grad) t.grad.textContent = field("grad", grad[i]);
+    }
+    for (const [k, t] of this.groupTexts) t.textContent = this.figure(this.groups[k], data, grad);
+    this.el.dataset.step = this.values.step;
+  }
+
+  // A collapsed layer's live figure: its parameters' gradient norm, or the loss's value.
+  figure(group, data, grad) {
+    const nodes = this.graph.data.nodes;
+    if (group.params.length) {
+      const sq = group.params.reduce(
+        (s, i) => s + gradSquares(nodes[i], grad?.[i] ?? nodes[i].grad), 0);
+      const norm = Math.sqrt(sq);
+      // Vanishing gradients are the news here: 1.2e-9, not 0.0000.
+      const tiny = norm > 0 && norm < 1e-3;
+      return `‖grad‖ ${tiny ? norm.toExponential(2) : number(norm)}`;
+    }
+    const root = this.graph.data.root;
+    const i = nodes.findIndex((n) => n.id === root);
+    return group.nodes.includes(i) ? field("data", data?.[i] ?? nodes[i].data) : "data none";
+  }
+
+  // The DOT of the collapsed view: expanded layers in frames, the others one box each.
+  dot() {
+    const { nodes, edges, kind } = this.graph.data;
+    const groupOf = new Map();
+    const index = new Map(nodes.map((n, i) => [n.id, i]));
+    this.groups.forEach((g, k) => g.nodes.forEach((i) => groupOf.set(nodes[i].id, k)));
+    const lines = ["digraph G {", "  rankdir=LR;", '  node [fontname="Helvetica"];'];
+    this.groups.forEach((g, k) => {
+      if (!this.expanded.has(k)) {
+        const size = `${g.nodes.length} values` + (g.params.length ? ` · ${g.params.length} params` : "");
+        const live = this.figure(g, null, null);
+        lines.push(`  grp${k} [shape=Mrecord, style=filled, fillcolor="#e0f2fe", ` +
+          `label="{ ${esc(title(g.name))} ▸ | ${esc(size)} | ${esc(live)} }"];`);
+        return;
+      }
+      lines.push(`  subgraph cluster_${k} {`, '    style="rounded,filled"; color="#94a3b8"; ' +
+        'fillcolor="#f8fafc"; label="";');
+      lines.push(`    grp${k} [shape=Mrecord, style=filled, fillcolor="#bae6fd", ` +
+        `label="{ ${esc(title(g.name))} ▾ | click to collapse }"];`);
+      for (const i of g.nodes) lines.push(...this.nodeLines(nodes[i], kind));
+      lines.push("  }");
+    });
+    const seen = new Set();
+    for (const [c, p] of edges) {
+      const gc = groupOf.get(c), gp = groupOf.get(p);
+      const from = this.expanded.has(gc) ? `n${c}` : `grp${gc}`;
+      const to = this.expanded.has(gp) ? `n${p}${nodes[index.get(p)].op ? "_op" : ""}` : `grp${gp}`;
+      const line = `  ${from} -> ${to};`;
+      if (from !== to && !seen.has(line)) { seen.add(line); lines.push(line); }
+    }
+    lines.push("}");
+    return lines.join("\n") + "\n";
+  }
+
+  // One value node (and its op node) as engine/graph.py's to_dot draws it.
+  nodeLines(n, kind) {
+    let record;
+    if (kind === "tensor") {
+      const shape = n.shape.length ? n.shape.join("x") : "scalar";
+      record = `{ ${esc(n.label)} | ${shape} ${esc(n.dtype)} | ${esc(field("data", n.data))} | ` +
+        `${esc(field("grad", n.grad))} }`;
+    } else {
+      record = `{ ${esc(n.label)} | data ${number(n.data)} | grad ${number(n.grad)} }`;
+    }
+    const out = [`    n${n.id} [shape=record, label="${record}"];`];
+    if (n.op) {
+      out.push(`    n${n.id}_op [shape=ellipse, label="${esc(n.op)}"];`, `    n${n.id}_op -> n${n.id};`);
+    }
+    return out;
   }
 }

@@ -1,0 +1,150 @@
+"""The computation graph panel in a real browser: big graphs collapse to one box per layer,
+a click expands a layer into its nodes and collapses it again; values update in place."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from tests.server.conftest import Server
+
+TIMEOUT = 90_000  # ms
+GRAPH = "document.querySelector('#panel-graph')"
+
+# What the SVG shows: layer boxes (name, expanded), value nodes, op nodes, edges.
+SHOWN = """() => {
+    const svg = document.querySelector('#panel-graph svg');
+    const titles = [...svg.querySelectorAll('g.node title')].map(t => t.textContent);
+    return {
+        boxes: [...svg.querySelectorAll('g.node[data-group]')]
+            .map(g => [g.dataset.group, g.dataset.expanded === 'true']),
+        values: titles.filter(t => /^n\\d+$/.test(t)).length,
+        ids: titles.filter(t => /^n\\d+$/.test(t)).map(t => Number(t.slice(1))),
+        ops: titles.filter(t => /^n\\d+_op$/.test(t)).length,
+        edges: [...svg.querySelectorAll('g.edge title')].map(t => t.textContent),
+    };
+}"""
+
+
+def _box(page: Any, name: str) -> Any:
+    return page.locator(f"#panel-graph g.node[data-group='{name}']")
+
+
+def _box_text(page: Any, name: str) -> list[str]:
+    return _box(page, name).locator("text").all_text_contents()
+
+
+def _wait_shown(page: Any, shown: int, expanded: int) -> None:
+    page.wait_for_function(
+        f"{GRAPH}.dataset.shown === '{shown}' && {GRAPH}.dataset.expanded === '{expanded}'",
+        timeout=TIMEOUT,
+    )
+
+
+def test_micrograd_graph_collapses_to_layers_and_expands(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("micrograd-classifier")
+    rid = run["id"]
+    page.goto(f"{dashboard.url}/runs/{rid}")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    graph = dashboard.request("GET", f"/api/runs/{rid}/snapshots/graph").json()["data"]
+    nodes = graph["nodes"]
+    sizes = Counter(n["group"] for n in nodes)
+    assert sizes == {"L0": 176, "L1": 164, "L2": 41, "loss": 17}
+    _wait_shown(page, 0, 0)
+    panel = page.locator("#panel-graph")
+    assert panel.get_attribute("data-nodes") == "398"
+    assert panel.get_attribute("data-groups") == "4"
+
+    # Collapsed: one box per layer, no value nodes, the layers chained left to right.
+    shown = page.evaluate(SHOWN)
+    assert shown["boxes"] == [["L0", False], ["L1", False], ["L2", False], ["loss", False]]
+    assert shown["values"] == 0 and shown["ops"] == 0
+    assert sorted(shown["edges"]) == ["grp0->grp1", "grp1->grp2", "grp2->grp3"]
+    assert "176 values · 16 params" in _box_text(page, "L0")
+
+    # The boxes show the latest values: the loss, and each layer's gradient norm.
+    page.wait_for_function(f"{GRAPH}.dataset.step === '{run['total_steps']}'", timeout=TIMEOUT)
+    latest = dashboard.request("GET", f"/api/runs/{rid}/snapshots/graph_values").json()
+    assert latest["step"] == run["total_steps"]
+    values = latest["data"]
+    assert f"data {values['data'][graph['root']]:.4f}" in _box_text(page, "loss")
+    l2 = [i for i, n in enumerate(nodes) if n["group"] == "L2" and n["label"]]
+    assert len(l2) == 5
+    norm = math.sqrt(sum(values["grad"][i] ** 2 for i in l2))
+    assert f"‖grad‖ {norm:.4f}" in _box_text(page, "L2")
+
+    # Click layer 1: its 164 nodes (and their op nodes) appear, with the latest values.
+    _box(page, "L1").click()
+    _wait_shown(page, 164, 1)
+    shown = page.evaluate(SHOWN)
+    assert shown["values"] == 164
+    assert shown["ops"] == sum(1 for n in nodes if n["group"] == "L1" and n["op"])
+    assert shown["boxes"] == [["L0", False], ["L1", True], ["L2", False], ["loss", False]]
+    # Edges now run from the L0 box into L1's product nodes and out of L1's tanh nodes.
+    assert any(e.startswith("grp0->n") and e.endswith("_op") for e in shown["edges"])
+    assert any(e.startswith("n") and e.endswith("->grp2") for e in shown["edges"])
+    weight = next(i for i, n in enumerate(nodes) if n["label"] == "L1.N2.w3")
+    texts = page.locator(f"#panel-graph g.node:has(title:text-is('n{nodes[weight]['id']}')) text")
+    assert f"data {values['data'][weight]:.4f}" in texts.all_text_contents()
+    assert f"grad {values['grad'][weight]:.4f}" in texts.all_text_contents()
+
+    # Click its header: collapsed again.
+    _box(page, "L1").click()
+    _wait_shown(page, 0, 0)
+    assert page.evaluate(SHOWN)["boxes"] == [[g, False] for g in ("L0", "L1", "L2", "loss")]
+
+    # Expand all: the article's whole graph, every value and op node.
+    page.get_by_role("button", name="Expand all").click()
+    _wait_shown(page, 398, 4)
+    shown = page.evaluate(SHOWN)
+    assert shown["values"] == 398 and shown["ops"] == sum(1 for n in nodes if n["op"])
+    page.get_by_role("button", name="Collapse all").click()
+    _wait_shown(page, 0, 0)
+
+
+def test_keyboard_expands_a_layer(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("micrograd-classifier", steps=5)
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    _wait_shown(page, 0, 0)
+    _box(page, "L2").focus()
+    page.keyboard.press("Enter")
+    _wait_shown(page, 41, 1)
+
+
+def test_a_small_graph_stays_expanded(dashboard: Server, page: Any) -> None:
+    run = dashboard.create("napkin-average", steps=20)
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    graph = dashboard.request("GET", f"/api/runs/{run['id']}/snapshots/graph").json()["data"]
+    n = len(graph["nodes"])
+    assert n <= 60  # the neuron over sample 0
+    page.wait_for_function(f"{GRAPH}.dataset.shown === '{n}'", timeout=TIMEOUT)
+    assert page.locator("#panel-graph").get_attribute("data-groups") == "0"
+    shown = page.evaluate(SHOWN)
+    assert shown["boxes"] == [] and shown["values"] == n
+    assert page.get_by_role("button", name="Expand all").count() == 0
+
+
+def test_a_deep_tensor_graph_collapses_by_module(dashboard: Server, page: Any) -> None:
+    # 16 hidden layers: 69 tensor nodes, one group per Linear (with its activation).
+    run = dashboard.create("moons", model={"hidden": [4] * 16}, steps=20)
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
+    )
+    graph = dashboard.request("GET", f"/api/runs/{run['id']}/snapshots/graph").json()["data"]
+    assert len(graph["nodes"]) > 60
+    _wait_shown(page, 0, 0)
+    names = [str(2 * i) for i in range(17)] + ["loss"]
+    assert [b[0] for b in page.evaluate(SHOWN)["boxes"]] == names
+    _box(page, "4").click()
+    _wait_shown(page, 4, 1)
+    shown = {
+        graph["nodes"][i]["label"] or graph["nodes"][i]["op"] for i in page.evaluate(SHOWN)["ids"]
+    }
+    assert shown == {"4.weight", "4.bias", "linear", "relu"}
