@@ -99,12 +99,22 @@ class TrainingLoop:
         """Train to the end (or until stopped); returns the final state."""
         self.last_flush = time.perf_counter()
         try:
+            record = self.store.get_run(self.run_id)
+            if record is None or record.state != "queued":
+                # Stopped or deleted while this worker was starting: leave it as it is.
+                return record.state if record is not None else "deleted"
             if resume:
                 self._restore()
             else:
                 self.emit(self.trainer.start_events())
-            self.set_state("running")
+            self.flush()
+            if not self.store.set_state(self.run_id, "running", only_from={"queued"}):
+                record = self.store.get_run(self.run_id)
+                return record.state if record is not None else "deleted"
             self._train()
+            if not self.trainer.epoch_finished() and self.trainer.step > 0:
+                # Ended mid-epoch: the final test figures, so every run ends with them.
+                self._epoch_end()
             self._record()
             self._checkpoint()
             self.set_state("finished")
@@ -152,11 +162,7 @@ class TrainingLoop:
             data = loss_json(trainer.epoch, loss)
             self.buffer.append({"type": "metrics", "step": step, "t": wall(), "data": data})
             if trainer.epoch_finished():
-                epoch = trainer.epoch_events()
-                self.emit(epoch)
-                for e in epoch:
-                    if e["type"] == "metrics":
-                        self.last_metrics = e["data"]
+                self._epoch_end()
             if step - max(self.last_record, 0) >= self.record_every:
                 self._record()
             if self.checkpoint_every:
@@ -172,6 +178,13 @@ class TrainingLoop:
                 self.flush()
                 if self.on_progress is not None:
                     self.on_progress(self)
+
+    def _epoch_end(self) -> None:
+        events = self.trainer.epoch_events()
+        self.emit(events)
+        for e in events:
+            if e["type"] == "metrics":
+                self.last_metrics = e["data"]
 
     def _record(self) -> None:
         """Take the every-k-steps snapshot and adapt k to keep it within budget."""

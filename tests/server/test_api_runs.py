@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
+from pathlib import Path
 
 from websockets.sync.client import connect
 
@@ -145,3 +147,33 @@ def test_presets_listed_with_full_configs(server: Server) -> None:
     assert presets["mnist-mlp"]["config"]["dataset"]["name"] == "mnist"
     docs = server.request("GET", "/openapi.json").json()
     assert "/api/runs/{run_id}/step" in docs["paths"]
+
+
+def test_a_run_stopped_while_its_worker_starts_stays_stopped(server: Server) -> None:
+    """The worker takes a second to load MNIST; a stop in that window must stick."""
+    run = server.create("mnist-mlp", steps=1_000_000)
+    r = server.request("POST", f"/api/runs/{run['id']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the worker (if one started) has exited
+        pid = server.run(run["id"])["pid"]
+        if pid is None or not _alive(pid):
+            break
+        time.sleep(0.1)
+    record = server.run(run["id"])
+    assert record["state"] == "stopped" and record["step"] == 0, record
+    assert not step_metrics(server.events(run["id"]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by the server) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
