@@ -45,7 +45,6 @@ import _harness as H
 import _server as S
 
 GOAL_RATIO = 1 / 1.05
-WRITER = "store.append_events, on the writer thread"
 VARIANTS = ("bare", "evaluated", "recorded")
 
 
@@ -139,7 +138,7 @@ def breakdown(cfg: dict[str, Any]) -> None:
         loop = recorded_loop(cfg, config, trainer, Path(tmp) / "data")
         hooks = [
             (trainer, "train_step", "trainer.train_step (the bare step)"),
-            (loop.store, "append_events", WRITER),
+            (loop.store, "append_events", "store.append_events (JSON + SQLite commit)"),
             (trainer, "epoch_events", "trainer.epoch_events (test eval, confusion)"),
             (trainer, "record_events", "trainer.record_events (every-k snapshot)"),
             (trainer, "save_checkpoint", "trainer.save_checkpoint"),
@@ -152,7 +151,7 @@ def breakdown(cfg: dict[str, Any]) -> None:
         loop.run()
         total = time.perf_counter() - t0
         loop.store.close()
-    rest = total - sum(v for k, v in spent.items() if k != WRITER)
+    rest = total - sum(spent.values())
     rows = [
         [label, calls[label], f"{sec:.3f}", f"{sec / total:.1%}"]
         for label, sec in sorted(spent.items(), key=lambda kv: -kv[1])
@@ -161,7 +160,6 @@ def breakdown(cfg: dict[str, Any]) -> None:
     rows.append(["total", "", f"{total:.3f}", "100%"])
     print(f"# recorded loop of {cfg['preset']}, {cfg['steps']} steps, final k {loop.record_every}")
     print(H.table(["where", "calls", "seconds", "share"], rows))
-    print(f"({WRITER} runs beside the loop and is not part of its sum)")
     outside = 1 - spent["trainer.train_step (the bare step)"] / total
     print(f"outside train_step: {outside:.1%} of the loop")
 
@@ -266,7 +264,7 @@ def main() -> int:
             f"{p}: evaluated/recorded per round {' '.join(f'{x:.3f}' for x in eratios)}\n"
             f"  bare/recorded per round {' '.join(f'{x:.3f}' for x in ratios)}\n"
             f"  evaluated/recorded in process CPU time {' '.join(f'{x:.3f}' for x in cpu)} "
-            f"(median {statistics.median(cpu):.3f}; the writer thread's CPU counts here)\n"
+            f"(median {statistics.median(cpu):.3f})\n"
             f"  events of the last recorded run: {kinds}"
         )
     headers = [

@@ -23,7 +23,7 @@ from server.store_schema import loss_json
 from server.training import Trainer, TrainingDiverged, build_trainer
 
 # Recording snapshots may take this share of training time; k adapts to stay under it.
-RECORD_BUDGET = 0.02
+RECORD_BUDGET = 0.01
 # How often a worker looks at its command pipe while running (seconds).
 COMMAND_POLL = 0.005
 MAX_RECORD_EVERY = 10_000
