@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +76,7 @@ class Hub:
         self.store, self.settings = store, settings
         self.runs: dict[str, set[RunClient]] = {}
         self.cursors: dict[str, int] = {}
+        self.fanned: dict[str, float] = {}  # when each run's last batch went out
         self.lists: set[ListClient] = set()
         self.counter = 0
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +109,7 @@ class Hub:
         if not clients:
             del self.runs[client.run_id]
             self.cursors.pop(client.run_id, None)
+            self.fanned.pop(client.run_id, None)
 
     async def pump(self, ws: Sender, client: RunClient) -> None:
         """Send a client everything after its last seq, in order, each event once."""
@@ -176,8 +179,21 @@ class Hub:
     async def poll(self) -> None:
         """One round: new events of watched runs, then run-list changes."""
         if self.runs:
-            seqs = await asyncio.to_thread(self.store.last_seqs, list(self.runs))
+            now = time.monotonic()
+            crowd = self.settings.crowd_clients
+            # Crowded runs wait until their interval is up: fewer, bigger batches.
+            due = [
+                r
+                for r, clients in self.runs.items()
+                if len(clients) <= crowd
+                or now - self.fanned.get(r, 0.0) >= self.settings.crowd_interval
+            ]
+            # Tiny indexed reads (WAL readers never wait for writers): called directly, as a
+            # thread handoff would cost more than the query, 50 times a second.
+            seqs = self.store.last_seqs(due) if due else {}
             for run_id, seq in seqs.items():
+                if run_id in self.cursors and seq > self.cursors[run_id]:
+                    self.fanned[run_id] = now
                 while run_id in self.cursors and seq > self.cursors[run_id]:
                     rows = await asyncio.to_thread(
                         self.store.events, run_id, self.cursors[run_id], BATCH
@@ -188,7 +204,7 @@ class Hub:
                     self.cursors[run_id] = batch.last
                     self._fan_out(run_id, batch)
         if self.lists:
-            counter = await asyncio.to_thread(self.store.change_counter)
+            counter = self.store.change_counter()
             if counter != self.counter:
                 self.counter, runs, deleted = await asyncio.to_thread(
                     self.store.runs_changed_since, self.counter
@@ -202,4 +218,4 @@ class Hub:
                     except asyncio.QueueFull:
                         client.behind = True
         else:
-            self.counter = await asyncio.to_thread(self.store.change_counter)
+            self.counter = self.store.change_counter()

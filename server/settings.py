@@ -36,6 +36,11 @@ class Settings:
     ws_max_message_bytes: int = 64 * 1024
     # How often the hub looks for new committed events (seconds).
     poll_interval: float = 0.02
+    # A run watched by more clients than this gets batches at most every crowd_interval
+    # seconds: each batch costs the server a send per client, and the CPU it takes comes
+    # out of training on a small machine.
+    crowd_clients: int = 20
+    crowd_interval: float = 0.1
     # How long a REST call waits for a worker to acknowledge pause/step/stop (seconds).
     command_timeout: float = 30.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import connect
@@ -91,3 +92,46 @@ def test_reconnect_with_since_resumes_without_gap(server: Server) -> None:
         while not tail or tail[-1]["seq"] < len(seqs):
             tail.extend(json.loads(ws.recv(timeout=10))["events"])
         assert [e["seq"] for e in tail][-3:] == [len(seqs) - 2, len(seqs) - 1, len(seqs)]
+
+
+def _count_messages(
+    ws_url: str, run_id: str, out: dict[int, tuple[int, int, list[int]]], i: int
+) -> None:
+    with connect(f"{ws_url}/ws/runs/{run_id}", open_timeout=30, max_size=None) as ws:
+        json.loads(ws.recv(timeout=30))  # hello
+        n, events = 0, []
+        while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in events):
+            events.extend(json.loads(ws.recv(timeout=60))["events"])
+            n += 1
+        out[i] = (n, len(events), step_metrics(events))
+
+
+def test_a_crowded_run_gets_fewer_bigger_batches_and_every_step(
+    tmp_path: Path, real_mnist: Path
+) -> None:
+    """Past crowd_clients watchers, a run's batches go out at most every crowd_interval."""
+    env = {"GRADSCOPE_CROWD_CLIENTS": "2", "GRADSCOPE_CROWD_INTERVAL": "0.5"}
+    server = Server(tmp_path / "data", env).start()
+    try:
+        run = server.create("moons", steps=STEPS, record={"every": 1_000_000})
+        out: dict[int, tuple[int, int, list[int]]] = {}
+        threads = [
+            threading.Thread(target=_count_messages, args=(server.ws_url, run["id"], out, i))
+            for i in range(3)
+        ]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        seconds = time.monotonic() - t0
+        assert len(out) == 3
+        for n, total, steps in out.values():
+            assert steps == list(range(1, STEPS + 1))
+            # One live batch per 0.5 s (uncrowded: one per 50 ms commit, ~10x as many), plus
+            # a replay of what was committed before the client joined, 1000 events a message.
+            assert n <= seconds / 0.5 + 2 + total / 1000, (n, seconds, total)
+        record = server.run(run["id"])
+        assert record["state"] == "finished"
+    finally:
+        server.kill()
