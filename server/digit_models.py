@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from engine import nn
-from server.recording import Layer, forward
+from server.recording import Layer, forward, mlp_layers, softmax_rows
 from server.run_data import MNIST_MEAN, MNIST_STD
 from server.store import RunRecord, Store
 
@@ -32,7 +32,6 @@ BUNDLED_BASE = MODELS_DIR / "mnist"  # mnist.npz + mnist.json
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 CHECKPOINT_FILE = re.compile(r"^step-\d+\.npz$")
 CACHE_SIZE = 8
-_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
 
 
 class ModelError(LookupError):
@@ -58,23 +57,12 @@ class DigitModel:
         """Softmax over the ten digits for one 28x28 image in [0, 1] (white on black)."""
         x = digit.reshape(1, 784).astype(np.float32)
         x = (x - np.float32(self.mean)) / np.float32(self.std)
-        logits = forward(self.layers, x)[0].astype(np.float64)
-        z = np.exp(logits - logits.max())
-        return z / z.sum()
+        return softmax_rows(forward(self.layers, x))[0]
 
 
 def numpy_layers(model: nn.Module) -> list[Layer]:
     """(weight, bias, activation) triples of an engine MLP, for the numpy forward pass."""
-    layers: list[Layer] = []
-    for m in getattr(model, "layers", []):
-        if isinstance(m, nn.Linear):
-            bias = m.bias.data if m.bias is not None else None
-            layers.append((m.weight.data, bias, "linear"))
-        elif type(m) in _ACTIVATIONS and layers:
-            w, b, _ = layers[-1]
-            layers[-1] = (w, b, _ACTIVATIONS[type(m)])
-        elif not isinstance(m, nn.Identity):
-            raise ValueError(f"cannot run a {type(m).__name__} layer")
+    layers = mlp_layers(model)
     if not layers or layers[0][0].shape[1] != 784 or layers[-1][0].shape[0] != 10:
         raise ValueError("not a digit classifier: it must map 784 pixels to 10 outputs")
     return layers

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import nn
 from engine.graph import MAX_VALUES, summarize
 
 Layer = tuple[np.ndarray, np.ndarray | None, str]  # weight (out, in), bias, activation
@@ -49,6 +50,27 @@ def _activate(x: np.ndarray, name: str) -> np.ndarray:
     if name == "sigmoid":
         return 0.5 * (1 + np.tanh(0.5 * x))
     return x
+
+
+ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+
+
+def mlp_layers(model: nn.Module) -> list[Layer]:
+    """An engine MLP's (weight, bias, activation) triples, for the numpy forward pass.
+
+    Raises ValueError on a module this plain forward pass cannot run.
+    """
+    layers: list[Layer] = []
+    for m in getattr(model, "layers", []):
+        if isinstance(m, nn.Linear):
+            bias = m.bias.data if m.bias is not None else None
+            layers.append((m.weight.data, bias, "linear"))
+        elif type(m) in ACTIVATIONS and layers:
+            w, b, _ = layers[-1]
+            layers[-1] = (w, b, ACTIVATIONS[type(m)])
+        elif not isinstance(m, nn.Identity):
+            raise ValueError(f"cannot run a {type(m).__name__} layer")
+    return layers
 
 
 def forward(layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:

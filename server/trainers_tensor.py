@@ -15,7 +15,7 @@ from engine import AnomalyError, Tensor, checkpoint, health, nn, optim
 from engine.autograd import topological_order
 from engine.graph import to_dict, to_dot
 from server.config import RunConfig
-from server.recording import Layer, json_float, summary
+from server.recording import Layer, json_float, mlp_layers, summary
 from server.run_data import RunData
 from server.trainer_base import Trainer, TrainingDiverged
 
@@ -25,7 +25,6 @@ LOSSES = {
     "bce": F.binary_cross_entropy_with_logits,
     "hinge": F.hinge_loss,
 }
-_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
 
 
 def make_optimizer(config: RunConfig, params: list[nn.Parameter]) -> optim.Optimizer:
@@ -121,15 +120,7 @@ class TensorTrainer(Trainer):
         return {"data": [summary(v.data) for v in nodes], "grad": [summary(v.grad) for v in nodes]}
 
     def _layers(self) -> list[Layer]:
-        layers: list[Layer] = []
-        for m in self.model.layers:
-            if isinstance(m, nn.Linear):
-                b = m.bias.data if m.bias is not None else None
-                layers.append((m.weight.data, b, "linear"))
-            elif type(m) in _ACTIVATIONS:
-                w, b, _ = layers[-1]
-                layers[-1] = (w, b, _ACTIVATIONS[type(m)])
-        return layers
+        return mlp_layers(self.model)
 
     def _params(self) -> dict[str, np.ndarray]:
         return {name: p.data for name, p in self._named}
