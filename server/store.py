@@ -33,20 +33,20 @@ from server.store_schema import (  # noqa: F401 - re-exported
     RunRecord,
     StoreError,
     check_run_id,
-    event_from_row,
     event_row,
+    events_from_row,
     plain_message,
     retry_locked,
     to_json,
 )
 
-INSERT_CHUNK = 1000  # rows per INSERT: 6,000 bound values, far below SQLite's 32,766
+INSERT_CHUNK = 1000  # rows per INSERT: 7,000 bound values, far below SQLite's 32,766
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(n: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
-    return f"INSERT INTO events (run_id, seq, type, step, t, data) VALUES {values}"
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (run_id, seq, type, step, t, data, n) VALUES {values}"
 
 
 class Store:
@@ -267,14 +267,16 @@ class Store:
             if row is None:
                 raise KeyError(f"no run {run_id}")
             first = row[0] + 1
-            rows = [event_row(run_id, seq, e, now) for seq, e in enumerate(events, first)]
+            rows, last = [], first - 1
+            for e in events:
+                last += e.get("n", 1)  # a packed event takes n seqs; its row has the last
+                rows.append(event_row(run_id, last, e, now))
             # Multi-row INSERTs: one sqlite3_step per chunk rather than per row, so a
             # commit from a writer thread gives up and retakes the GIL a few times, not
             # once per event (each retake can wait for the training thread's switch).
             for i in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[i : i + INSERT_CHUNK]
                 conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
-            last = first - 1 + len(events)
             if events or run_fields:
                 self._update(conn, run_id, {**(run_fields or {}), "last_seq": last})
             return last
@@ -286,9 +288,11 @@ class Store:
         limit: int | None = None,
         types: Iterable[str] | None = None,
     ) -> list[dict]:
-        """Events with seq > since, ordered by seq, optionally only some types."""
+        """Events with seq > since, ordered by seq, optionally only some types (at most limit)."""
         check_run_id(run_id)
-        sql = "SELECT seq, type, step, t, data FROM events WHERE run_id = ? AND seq > ?"
+        # A packed row is keyed by its last seq, so `seq > since` finds every row that holds
+        # an event past since; the ones at or before it are dropped after unpacking.
+        sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND seq > ?"
         params: list[Any] = [run_id, int(since)]
         if types is not None:
             types = list(types)
@@ -298,19 +302,25 @@ class Store:
         params.append(-1 if limit is None else int(limit))
         with self._locked() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [event_from_row(row) for row in rows]
+        events = [e for row in rows for e in events_from_row(row)]
+        if rows and rows[0][5] > 1:
+            events = [e for e in events if e["seq"] > since]
+        return events if limit is None else events[: int(limit)]
 
     def latest_event(self, run_id: str, type: str, at_step: int | None = None) -> dict | None:
-        """The event of this type with the greatest step <= at_step (ties: the latest seq)."""
+        """The event of this type with the greatest step <= at_step (ties: the latest seq).
+
+        Meant for snapshot types, which are never packed (of a packed row: its last event).
+        """
         check_run_id(run_id)
-        sql = "SELECT seq, type, step, t, data FROM events WHERE run_id = ? AND type = ?"
+        sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND type = ?"
         params: list[Any] = [run_id, type]
         if at_step is not None:
             sql += " AND step <= ?"
             params.append(int(at_step))
         with self._locked() as conn:
             row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", params).fetchone()
-        return None if row is None else event_from_row(row)
+        return None if row is None else events_from_row(row)[-1]
 
     def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Each known run's last seq (unknown ids are left out)."""

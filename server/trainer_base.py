@@ -68,6 +68,9 @@ class Trainer:
         self._grid: np.ndarray | None = None
         self._images = config.dataset.name == "mnist"
         self._last_images = -math.inf
+        # Small data sets end an epoch every few steps: their confusion matrix waits for the
+        # next snapshot (on the recording budget) instead of adding an event every epoch.
+        self._confusion: dict[str, Any] | None = None
 
     # -- the clock and the data order ----------------------------------------------------
 
@@ -181,6 +184,9 @@ class Trainer:
         events.append(event("graph_values", self.step, self._graph_values()))
         if self._bounds is not None:
             events.append(event("boundary", self.step, self.boundary()))
+        if self._confusion is not None:
+            events.append(event("confusion", self.step, self._confusion))
+            self._confusion = None
         now = time.monotonic()
         if self._images and (
             now - self._last_images >= IMAGE_EVERY or self.step >= self.total_steps
@@ -222,7 +228,7 @@ class Trainer:
         return result
 
     def epoch_events(self) -> list[dict[str, Any]]:
-        """At an epoch's end: test metrics, and the confusion matrix for classification."""
+        """At an epoch's end: test metrics; for MNIST the confusion matrix and the mistakes."""
         ev = self.evaluate()
         metrics: dict[str, Any] = {"epoch": self.epoch, "test_loss": json_float(ev["test_loss"])}
         events = [event("metrics", self.step, metrics)]
@@ -231,10 +237,11 @@ class Trainer:
             if self._seen:
                 metrics["train_acc"] = self._correct / self._seen
             matrix = confusion(self.data.y_test, ev["preds"], len(self.data.classes))
-            events.append(
-                event("confusion", self.step, {"labels": self.data.classes, "matrix": matrix})
-            )
-            if self._images:
-                wrong = misclassified(ev["out"], self.data.y_test, ev["preds"], self.test_image)
-                events.append(event("misclassified", self.step, {"shape": [28, 28], **wrong}))
+            data = {"labels": self.data.classes, "matrix": matrix}
+            if not self._images:
+                self._confusion = data
+                return events
+            events.append(event("confusion", self.step, data))
+            wrong = misclassified(ev["out"], self.data.y_test, ev["preds"], self.test_image)
+            events.append(event("misclassified", self.step, {"shape": [28, 28], **wrong}))
         return events

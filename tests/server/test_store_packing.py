@@ -1,0 +1,144 @@
+"""Packed rows: a commit's per-step losses stored as one row, read back as one event per step."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from server.config import resolve_config
+from server.store import MIGRATIONS, Store
+from server.store_schema import pack_losses
+from server.training import build_trainer
+from server.worker import TrainingLoop
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def run_id(store: Store) -> str:
+    return store.create_run({}, preset=None, name="p", source="cli", total_steps=10).id
+
+
+def rows(store: Store, rid: str) -> list[tuple]:
+    conn = sqlite3.connect(store.path)
+    try:
+        return conn.execute(
+            "SELECT seq, type, n FROM events WHERE run_id = ? ORDER BY seq", (rid,)
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def steps(first: int, last: int, epoch: int = 0) -> list[tuple[int, float, int, float]]:
+    return [(s, 100.0 + s, epoch, 1.0 / s) for s in range(first, last + 1)]
+
+
+def test_packed_losses_read_back_as_one_event_per_step_in_seq_order(store: Store) -> None:
+    rid = run_id(store)
+    other = {"type": "health", "step": 3, "t": 5.0, "data": {"g": 1}}
+    last = store.append_events(rid, [pack_losses(steps(1, 3)), other, pack_losses(steps(4, 6))])
+    assert last == 7
+    assert store.get_run(rid).last_seq == 7
+    # three rows on disk, seven events read back
+    assert rows(store, rid) == [(3, "metrics", 3), (4, "health", 1), (7, "metrics", 3)]
+    events = store.events(rid)
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    assert [e["step"] for e in events] == [1, 2, 3, 3, 4, 5, 6]
+    assert events[0] == {
+        "seq": 1,
+        "type": "metrics",
+        "step": 1,
+        "t": 101.0,
+        "data": {"epoch": 0, "train_loss": 1.0},
+    }
+    assert events[5]["data"] == {"epoch": 0, "train_loss": 1.0 / 5}
+    # the next plain event continues after the pack's range
+    assert store.append_events(rid, [other]) == 8
+
+
+def test_since_limit_and_types_cut_through_a_pack(store: Store) -> None:
+    rid = run_id(store)
+    store.append_events(rid, [pack_losses(steps(1, 5)), {"type": "health", "step": 5, "data": {}}])
+    assert [e["seq"] for e in store.events(rid, since=2)] == [3, 4, 5, 6]
+    assert [e["seq"] for e in store.events(rid, since=2, limit=2)] == [3, 4]
+    assert [e["seq"] for e in store.events(rid, limit=3)] == [1, 2, 3]
+    assert [e["seq"] for e in store.events(rid, since=4, types=["metrics"])] == [5]
+    assert [e["seq"] for e in store.events(rid, since=3, types=["health"])] == [6]
+    assert store.events(rid, since=6) == []
+    # paging by the last seq seen gets every event exactly once
+    seen, since = [], 0
+    while page := store.events(rid, since=since, limit=2):
+        seen += [e["seq"] for e in page]
+        since = page[-1]["seq"]
+    assert seen == list(range(1, 7))
+
+
+def test_non_finite_losses_in_a_pack_are_strings(store: Store) -> None:
+    rid = run_id(store)
+    packed = pack_losses([(1, 1.0, 0, math.nan), (2, 2.0, 0, math.inf), (3, 3.0, 0, -math.inf)])
+    json.loads(packed["pack"])  # valid JSON
+    store.append_events(rid, [packed])
+    assert [e["data"]["train_loss"] for e in store.events(rid)] == ["nan", "inf", "-inf"]
+
+
+def test_a_version_1_database_is_migrated_and_its_events_still_read(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "gradscope.db")
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (id, name, config, state, source, created_at, updated_at, last_seq) "
+        "VALUES ('0123456789ab', 'old', '{}', 'finished', 'cli', 0, 0, 1)"
+    )
+    conn.execute(
+        "INSERT INTO events (run_id, seq, type, step, t, data) "
+        "VALUES ('0123456789ab', 1, 'metrics', 1, 2.0, '{\"train_loss\": 0.5}')"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    try:
+        assert store.events("0123456789ab") == [
+            {"seq": 1, "type": "metrics", "step": 1, "t": 2.0, "data": {"train_loss": 0.5}}
+        ]
+        store.append_events("0123456789ab", [pack_losses(steps(2, 3))])
+        assert [e["seq"] for e in store.events("0123456789ab")] == [1, 2, 3]
+        assert store.integrity_check() == "ok"
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "gradscope.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    conn.close()
+
+
+def test_a_training_loop_stores_few_rows_and_every_step_once(store: Store) -> None:
+    config = resolve_config("moons", {"steps": 300}, max_parameters=10**6, max_steps=10**6)
+    rid = store.create_run(
+        config.model_dump(), preset="moons", name=None, source="cli", total_steps=300
+    ).id
+    loop = TrainingLoop(store, rid, build_trainer(config, None), config)
+    assert loop.run() == "finished"
+    events = store.events(rid)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    per_step = [e for e in events if e["type"] == "metrics" and "train_loss" in e["data"]]
+    assert [e["step"] for e in per_step] == list(range(1, 301))
+    assert all(set(e["data"]) == {"epoch", "train_loss"} for e in per_step)
+    assert all(e["data"]["epoch"] == e["step"] // config.steps_per_epoch() for e in per_step)
+    # per-step losses are packed: far fewer rows than events
+    assert len(rows(store, rid)) < len(events) / 3
+
+
+def test_a_lone_step_is_stored_as_a_plain_event(store: Store) -> None:
+    rid = run_id(store)
+    store.append_events(rid, [pack_losses([(7, 3.0, 1, 0.25)])])
+    assert rows(store, rid) == [(1, "metrics", 1)]
+    assert store.events(rid) == [
+        {"seq": 1, "type": "metrics", "step": 7, "t": 3.0, "data": {"epoch": 1, "train_loss": 0.25}}
+    ]
