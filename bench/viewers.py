@@ -4,8 +4,9 @@ A real `gradscope serve` runs in a subprocess (its own temporary data dir, defau
 settings). Each round trains the mnist-mlp preset for --steps steps once with no viewer
 and once with --viewers viewers, the order alternating between rounds. A viewer is a
 websocket client of /ws/runs/{id} (all of them in one asyncio loop in a thread of this
-process, asking for permessage-deflate as browsers do); it reads every message and keeps
-the last seq it saw, so the script can check that each viewer got every event.
+process, asking for permessage-deflate as browsers do); it reads every message (as bytes,
+undecoded) and keeps the last seq it saw, so the script can check that each viewer got
+every event.
 
 Throughput comes from the run's own events (GET /api/runs/{id}/export?format=json):
 
@@ -47,14 +48,14 @@ class Viewer:
     error: str | None = None
 
 
-def _last_seq(text: str) -> int:
-    """The last event's seq in an events message, without parsing all of it."""
-    i = text.rfind('{"seq":')
+def _last_seq(data: bytes) -> int:
+    """The last event's seq in an events message, without decoding or parsing all of it."""
+    i = data.rfind(b'{"seq":')
     if i < 0:
         return 0
-    j = i + len('{"seq":')
-    k = text.index(",", j)
-    return int(text[j:k])
+    j = i + len(b'{"seq":')
+    k = data.index(b",", j)
+    return int(data[j:k])
 
 
 async def _view(url: str, v: Viewer, stop: asyncio.Event, deflate: bool) -> None:
@@ -67,7 +68,9 @@ async def _view(url: str, v: Viewer, stop: asyncio.Event, deflate: bool) -> None
             await ws.recv()  # hello
             while not stop.is_set():
                 try:
-                    text = await asyncio.wait_for(ws.recv(), 0.5)
+                    # Raw bytes: these viewers share the training's 2 cores, and decoding
+                    # every message would bill the bench's own clients to the server.
+                    text = await asyncio.wait_for(ws.recv(decode=False), 0.5)
                 except TimeoutError:
                     continue
                 v.messages += 1

@@ -180,13 +180,16 @@ class Hub:
         """One round: new events of watched runs, then run-list changes."""
         if self.runs:
             now = time.monotonic()
-            crowd = self.settings.crowd_clients
-            # Crowded runs wait until their interval is up: fewer, bigger batches.
+            crowd, interval = self.settings.crowd_clients, self.settings.crowd_interval
+            # Crowded runs wait until their interval is up: fewer, bigger batches. The
+            # interval grows with the crowd, so a run costs the server at most
+            # crowd / interval sends a second however many watch it: every send takes CPU
+            # from training on a small machine (and a BLAS thread held up stalls its peer).
             due = [
                 r
                 for r, clients in self.runs.items()
                 if len(clients) <= crowd
-                or now - self.fanned.get(r, 0.0) >= self.settings.crowd_interval
+                or now - self.fanned.get(r, 0.0) >= interval * len(clients) / crowd
             ]
             # Tiny indexed reads (WAL readers never wait for writers): called directly, as a
             # thread handoff would cost more than the query, 50 times a second.
