@@ -38,6 +38,27 @@ def topological_order(root: N) -> list[N]:
     return topo
 
 
+def backward_order(root: Any) -> list[Any]:
+    """The ops under root, children before parents: topological_order without the leaves."""
+    # Leaves (parameters, inputs, constants) have no backward to run, and their gradients
+    # are written by the ops above them: skipping them halves the walk of an MLP's graph.
+    # Otherwise the same DFS, so gradients accumulate in the same order, bit for bit.
+    order: list[Any] = []
+    visited = {root}
+    stack: list[tuple[Any, Iterator[Any]]] = [(root, iter(root._prev))]
+    while stack:
+        v, children = stack[-1]
+        for c in children:
+            if c._backward is not None and c not in visited:
+                visited.add(c)
+                stack.append((c, iter(c._prev)))
+                break
+        else:
+            stack.pop()
+            order.append(v)
+    return order
+
+
 class _State:
     """Process-wide switches: gradient recording and anomaly detection."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import blas
 from engine.tensor import Tensor
 
 
@@ -81,6 +82,12 @@ class Optimizer:
         ]
 
 
+def _descend(w: np.ndarray, g: np.ndarray, lr: float, scratch: np.ndarray) -> None:
+    """w -= lr * g in place: one pass by BLAS where it can, else two through scratch."""
+    if w.size < blas.MIN_SIZE or not blas.axpy(-lr, g, w):
+        w -= np.multiply(g, lr, out=scratch)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov and weight decay."""
 
@@ -103,6 +110,18 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.nesterov, self.weight_decay = nesterov, weight_decay
 
+    def step(self) -> None:
+        if self.momentum or self.weight_decay:
+            super().step()
+            return
+        # Plain SGD, the common case, in one loop without the per-parameter dispatch.
+        self.steps += 1
+        lr, min_size = self.lr, blas.MIN_SIZE
+        for p, scratch in zip(self.params, self._scratch):
+            g, w = p.grad, p.data
+            if g is not None and (w.size < min_size or not blas.axpy(-lr, g, w)):
+                w -= np.multiply(g, lr, out=scratch)  # what _descend does, inlined
+
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p.data
@@ -114,8 +133,7 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += g if not self.dampening else (1 - self.dampening) * g
             g = g + self.momentum * buf if self.nesterov else buf
-        step = np.multiply(g, self.lr, out=self._scratch[i])
-        p.data -= step
+        _descend(p.data, g, self.lr, self._scratch[i])
 
 
 class Adam(Optimizer):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.autograd import AnomalyError, _State, topological_order, unbroadcast
+from engine.autograd import AnomalyError, _State, backward_order, unbroadcast
 from engine.autograd import accumulate as _accumulate
 
 float32 = np.float32
@@ -112,12 +112,12 @@ class Tensor:
         if grad is None:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() needs a grad for a non-scalar {self.shape}")
-            g = np.ones_like(self.data)
+            g = np.ones_like(self.data) if self.data.ndim else np.array(1, self.data.dtype)
         else:
             g = np.broadcast_to(_as_array(grad, self.data.dtype), self.shape)
         _accumulate(self, g)
         check = _State.anomaly
-        for t in reversed(topological_order(self)):
+        for t in reversed(backward_order(self)):
             if t._backward is not None and t.grad is not None:
                 t._backward(t)
                 if check:

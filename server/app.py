@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from server import pages
+from server import pages, security
 from server.api import predict, presets, runs, ws
 from server.hub import Hub
+from server.limits import BodyLimitMiddleware, SlidingWindow
 from server.manager import RunManager
 from server.settings import Settings
 from server.store import Store, StoreError
+
+log = logging.getLogger("gradscope")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the store opens and the run manager and hub start in the lifespan."""
     settings = settings or Settings.from_env()
+    if security.token_required(settings) and not settings.token:
+        # `gradscope serve` makes and prints the token; another server running the app
+        # only has the log to show it.
+        settings = security.with_token(settings)
+        log.warning("Gradscope needs a token here: open %s", security.start_urls(settings)[0])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +58,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route on the path only (GET /api/runs and
+            # POST /api/runs are two routes): list every method the path takes.
+            allowed = {
+                m
+                for route in app.router.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+                for m in route.methods
+            }
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": f"the run store failed: {exc}"}, status_code=503)
@@ -54,4 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static")
+    app.state.run_rate = SlidingWindow(settings.max_runs_per_minute)
+    # The last added runs first: CORS (answers preflights), then security, then body size.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(security.SecurityMiddleware, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     return app

@@ -17,7 +17,12 @@ from server.settings import Settings
 def add_parsers(sub: Any) -> None:
     """Add the run-related subcommands to the `gradscope` parser."""
     s = sub.add_parser("serve", help="serve the dashboard and the REST/websocket API")
-    s.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    s.add_argument(
+        "--host",
+        default=None,
+        help="address to bind (default 127.0.0.1; another address needs a token, which is "
+        "printed, or $GRADSCOPE_TOKEN)",
+    )
     s.add_argument("--port", type=int, default=None, help="port (default 8000)")
     _data_dir(s)
     t = sub.add_parser("train", help="train a run in the foreground, into the same store")
@@ -68,15 +73,31 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.security import start_urls, token_required, with_token
+    from server.store import Store, StoreError
 
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = with_token(_settings(args, host=args.host, port=args.port))
+    try:
+        # Open the store once up front: an unusable data folder is a message, not a traceback
+        # from the server's startup.
+        Store(settings.data_dir).close()
+    except StoreError as e:
+        print(f"gradscope serve: {e}", file=sys.stderr)
+        return 1
     app = create_app(settings)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    urls = start_urls(settings)
     print(
-        f"Gradscope: http://{host}:{settings.port}/  (API docs: /docs; data in "
-        f"{settings.data_dir})",
+        f"Gradscope: {urls[0]}  (API docs: /docs; data in {settings.data_dir})",
+        *(f"           {url}" for url in urls[1:]),
+        sep="\n",
         flush=True,
     )
+    if token_required(settings):
+        print(
+            "  Others on the network can reach this server: it needs the token above "
+            "(scripts: 'Authorization: Bearer <token>'; see docs/security.md).",
+            flush=True,
+        )
     uvicorn.run(
         app,
         host=settings.host,

@@ -256,10 +256,17 @@ def _scalar_check(c: RunConfig) -> None:
 # -- turning requests into configs ----------------------------------------------------
 
 
+def _part(part: Any) -> str:
+    """One step of a dotted field path; a key that is empty or holds a dot is JSON-quoted,
+    so the path stays unambiguous (`dataset.""`, not `dataset.`)."""
+    text = str(part)
+    return text if text and "." not in text and '"' not in text else json.dumps(text)
+
+
 def _error_from(e: ValidationError) -> ConfigError:
     """The first pydantic error as a ConfigError with its dotted location."""
     err = e.errors()[0]
-    loc = [str(part) for part in err["loc"]]
+    loc = [_part(part) for part in err["loc"]]
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return ConfigError(".".join([*loc, cause.field]), cause.message)

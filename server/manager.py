@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from server.config import RunConfig, resolve_config
 from server.settings import Settings
-from server.store import RunRecord, Store, pid_alive
+from server.store import RunRecord, Store, StoreError, pid_alive
 from server.worker import run_worker
 
 log = logging.getLogger("gradscope.runs")
@@ -37,6 +39,7 @@ class Worker:
     process: BaseProcess
     conn: Connection
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    unrecorded: bool = False  # its exit could not be written to the store yet
 
 
 class RunManager:
@@ -47,6 +50,7 @@ class RunManager:
         self.workers: dict[str, Worker] = {}
         self.queue: deque[tuple[str, bool]] = deque()
         self._supervisor: asyncio.Task[None] | None = None
+        self._unrecorded: list[Worker] = []  # exited workers whose end is not yet stored
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -125,6 +129,12 @@ class RunManager:
         if run.state == "paused" and run_id in self.workers:
             await self._command(run_id, ("resume",))
         elif run.state in ("interrupted", "crashed") and run.source in ("server", "cli"):
+            if run_id not in self.workers and _worker_alive(run.pid):
+                # A worker of a killed server notices only at its next command poll; two
+                # workers on one run would write its steps twice.
+                raise RunError(
+                    409, f"the run's last worker (pid {run.pid}) is still exiting; try again"
+                )
             if not self.store.set_state(
                 run_id,
                 "queued",
@@ -202,6 +212,13 @@ class RunManager:
             run = self.store.get_run(run_id)
             if run is None or run.state != "queued":
                 continue
+            problem = self._unwritable()
+            if problem is not None:
+                # A worker could not record a single step: fail the run now, with the
+                # reason, through the server's own (already open) connection.
+                self.store.set_state(run_id, "failed", message=problem, only_from={"queued"})
+                log.error("run %s failed: %s", run_id, problem)
+                continue
             parent, child = _spawn.Pipe()
             mnist = str(self.settings.mnist_dir) if self.settings.mnist_dir else None
             process = _spawn.Process(
@@ -220,26 +237,59 @@ class RunManager:
         """Notice workers that exited (normally or killed) and start the next runs."""
         while True:
             await asyncio.sleep(0.1)
-            for run_id, w in list(self.workers.items()):
-                if not w.process.is_alive() and not w.lock.locked():
-                    await asyncio.to_thread(w.process.join, 1)
-                    self._finalize(w)
-                    del self.workers[run_id]
-            await self._schedule()
+            try:
+                for run_id, w in list(self.workers.items()):
+                    if not w.process.is_alive() and not w.lock.locked():
+                        await asyncio.to_thread(w.process.join, 1)
+                        del self.workers[run_id]
+                        self._unrecorded.append(w)
+                # A worker's end that could not be written (the disk was full) is retried
+                # until it can: the run must not look active once its worker is gone.
+                self._unrecorded = [w for w in self._unrecorded if not self._finalize(w)]
+                await self._schedule()
+            except Exception:
+                # The store failed (disk full, read-only): keep supervising, the next
+                # round may succeed; the failure is the affected run's, not the server's.
+                log.exception("the run supervisor hit an error; carrying on")
 
-    def _finalize(self, w: Worker) -> None:
-        """A worker is gone: a run it left active has crashed (nothing committed is lost)."""
+    def _unwritable(self) -> str | None:
+        """Why a worker could not write to the data folder, or None when it can."""
+        folder, db = self.store.data_dir, self.store.path
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder}: the data folder is not writable (read-only?); the run cannot start"
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"{path}: the database file is read-only; the run cannot start"
+        return None
+
+    def _finalize(self, w: Worker) -> bool:
+        """A worker is gone: a run it left active has crashed (nothing committed is lost).
+
+        False when the store could not record it (to be retried)."""
         with contextlib.suppress(OSError):
             w.conn.close()
         code = w.process.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        if self.store.set_state(
-            w.run_id,
-            "crashed",
-            only_from={"queued", "running", "paused"},
-            message=f"the worker process died ({how}); resume continues from the last checkpoint",
-        ):
+        what = (
+            "the worker process ended without recording how (the store failed?)"
+            if code == 0
+            else f"the worker process died ({how})"
+        )
+        try:
+            crashed = self.store.set_state(
+                w.run_id,
+                "crashed",
+                only_from={"queued", "running", "paused"},
+                message=f"{what}; resume continues from the last checkpoint",
+            )
+        except StoreError as e:
+            if not w.unrecorded:  # say it once, not on every retry
+                w.unrecorded = True
+                log.error("run %s: worker exited (%s); the store failed: %s", w.run_id, how, e)
+            return False
+        if crashed:
             log.warning("run %s crashed (%s)", w.run_id, how)
+        return True
 
 
 def _wait_answer(conn: Connection, name: str, timeout: float) -> tuple[Any, ...] | None:
@@ -252,3 +302,15 @@ def _wait_answer(conn: Connection, name: str, timeout: float) -> tuple[Any, ...]
     except (EOFError, OSError):
         return None
     return None
+
+
+def _worker_alive(pid: int | None) -> bool:
+    """Is pid a live (not zombie) multiprocessing worker? False where /proc cannot tell."""
+    if not pid_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"multiprocessing" in cmdline

@@ -71,6 +71,7 @@ class TrainingLoop:
         self.pending_steps = 0
         self.run_fields: dict[str, Any] = {}
         self.checkpoints: list[str] = []
+        self.committed_step = 0  # the run row's step (the store's, on a resume)
 
     # -- events -------------------------------------------------------------------
     def emit(self, events: list[dict[str, Any]]) -> None:
@@ -90,7 +91,12 @@ class TrainingLoop:
     def flush(self) -> None:
         """Commit the buffered events and the run's counters in one transaction."""
         self._pack_steps()
-        fields = {"step": self.trainer.step, "epoch": self.trainer.epoch, **self.run_fields}
+        fields = dict(self.run_fields)
+        if self.trainer.step >= self.committed_step:
+            # Never move the run's counters back: a resume that fails before its checkpoint
+            # is restored (the trainer still at step 0) must not reset the run's step.
+            fields.update(step=self.trainer.step, epoch=self.trainer.epoch)
+            self.committed_step = self.trainer.step
         self.store.append_events(self.run_id, self.buffer, fields)
         self.buffer, self.run_fields = [], {}
         self.last_flush = time.perf_counter()
@@ -114,6 +120,7 @@ class TrainingLoop:
                 # Stopped or deleted while this worker was starting: leave it as it is.
                 return record.state if record is not None else "deleted"
             if resume:
+                self.committed_step = record.step
                 self._restore()
             else:
                 self.emit(self.trainer.start_events())

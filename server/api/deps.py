@@ -8,11 +8,14 @@ from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
 from server.hub import Hub
+from server.limits import SlidingWindow
 from server.manager import RunManager
 from server.settings import Settings
 from server.store import RunRecord, Store
 
 RUN_ID_PATTERN = r"^[0-9a-f]{12}$"
+# The largest SQLite INTEGER: a seq or step beyond it overflows the driver (a 500 before).
+SQLITE_MAX_INT = 2**63 - 1
 
 
 async def get_store(conn: HTTPConnection) -> Store:
@@ -31,10 +34,15 @@ async def get_settings(conn: HTTPConnection) -> Settings:
     return conn.app.state.settings
 
 
+async def get_run_rate(conn: HTTPConnection) -> SlidingWindow:
+    return conn.app.state.run_rate
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 ManagerDep = Annotated[RunManager, Depends(get_manager)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RunRateDep = Annotated[SlidingWindow, Depends(get_run_rate)]
 
 
 def existing_run(run_id: str, store: StoreDep) -> RunRecord:

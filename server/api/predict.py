@@ -38,11 +38,19 @@ MODEL_QUERY = Query(
 )
 
 
+# The shapes and range in the schema too, so clients (and fuzzers) know what is accepted;
+# a value that breaks them is named by digits.pixels_array in the 422.
+Pixel = Annotated[float, Field(ge=0, le=1)]
+Flat = Annotated[list[Pixel], Field(min_length=digits.SIDE**2, max_length=digits.SIDE**2)]
+Row = Annotated[list[Pixel], Field(min_length=digits.SIDE, max_length=digits.SIDE)]
+Rows = Annotated[list[Row], Field(min_length=digits.SIDE, max_length=digits.SIDE)]
+
+
 class PixelsRequest(BaseModel):
     """A digit as pixel values: 784 numbers or 28 rows of 28, each in [0, 1]."""
 
     model_config = ConfigDict(extra="forbid")
-    pixels: list[float] | list[list[float]] = Field(
+    pixels: Flat | Rows = Field(
         description="784 values (row-major) or 28 rows of 28; 0 is background, 1 full ink "
         "(either polarity: a light background is inverted)",
     )

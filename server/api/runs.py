@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from server.api.deps import ManagerDep, RunDep, StoreDep
+from server.api.deps import SQLITE_MAX_INT, ManagerDep, RunDep, RunRateDep, SettingsDep, StoreDep
 from server.api.models import (
     Metrics,
     Problem,
@@ -20,11 +20,33 @@ from server.api.models import (
 )
 from server.config import ConfigError
 from server.export import export_csv, export_json, metrics_series
+from server.limits import retry_after
 from server.manager import RunError
 from server.store import RunRecord
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-ERRORS = {404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
+# 503: the store failed (app.py's StoreError handler).
+ERRORS = {code: {"model": Problem} for code in (404, 409, 422, 503)}
+EXPORT_CONTENT = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "object"}},
+}
+# A body FastAPI cannot read (not UTF-8) is 400; one over GRADSCOPE_MAX_BODY_BYTES is 413
+# before it reaches a route (server/limits.py).
+BODY_ERRORS = {**ERRORS, 400: {"model": Problem}, 413: {"model": Problem}}
+CREATE_ERRORS = {
+    **BODY_ERRORS,
+    429: {
+        "model": Problem,
+        "description": "too many runs created this minute, or the queue is full",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds until another run may be created (rate limit only)",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
 
 
 def _run(record: RunRecord) -> Run:
@@ -35,9 +57,13 @@ def _raise(e: RunError) -> HTTPException:
     return HTTPException(e.status, e.message)
 
 
-@router.post("", status_code=201, response_model=Run, responses=ERRORS)
-async def create_run(body: RunCreate, manager: ManagerDep) -> Run:
-    """Queue a run; it starts as soon as a worker slot is free."""
+@router.post("", status_code=201, response_model=Run, responses=CREATE_ERRORS)
+async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> Run:
+    """Queue a run; it starts as soon as a worker slot is free.
+
+    429 when GRADSCOPE_MAX_RUNS_PER_MINUTE runs were created in the last minute (with
+    Retry-After) or GRADSCOPE_MAX_QUEUE runs are already waiting.
+    """
     try:
         config = manager.resolve(body.preset, body.config)
     except ConfigError as e:
@@ -45,9 +71,18 @@ async def create_run(body: RunCreate, manager: ManagerDep) -> Run:
         raise HTTPException(
             422, [{"loc": loc, "msg": e.message, "type": "value_error", "field": e.field}]
         ) from None
+    wait = rate.acquire()
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"too many runs created: at most {rate.limit} a minute "
+            f"(GRADSCOPE_MAX_RUNS_PER_MINUTE); try again in {retry_after(wait)} s",
+            headers={"Retry-After": retry_after(wait)},
+        )
     try:
         return _run(await manager.create(config, body.preset, body.name))
     except RunError as e:
+        rate.release()  # no run was created
         raise _raise(e) from None
 
 
@@ -93,10 +128,18 @@ async def stop_run(run: RunDep, manager: ManagerDep) -> Run:
     return await _control("stop", run, manager)
 
 
-@router.post("/{run_id}/step", response_model=Run, responses=ERRORS)
-async def step_run(run: RunDep, manager: ManagerDep, body: StepRequest | None = None) -> Run:
-    """Advance a paused run by exactly n steps; it stays paused."""
-    return await _control("step", run, manager, (body or StepRequest()).n)
+@router.post("/{run_id}/step", response_model=Run, responses=BODY_ERRORS)
+async def step_run(
+    run: RunDep, manager: ManagerDep, settings: SettingsDep, body: StepRequest | None = None
+) -> Run:
+    """Advance a paused run by n steps (at most GRADSCOPE_MAX_STEP_REQUEST); it stays paused."""
+    n = (body or StepRequest()).n
+    if n > settings.max_step_request:
+        msg = f"at most {settings.max_step_request:,} steps a request (GRADSCOPE_MAX_STEP_REQUEST)"
+        raise HTTPException(
+            422, [{"loc": ["body", "n"], "msg": msg, "type": "value_error", "field": "n"}]
+        )
+    return await _control("step", run, manager, n)
 
 
 @router.delete("/{run_id}", status_code=204, responses=ERRORS)
@@ -113,7 +156,9 @@ async def delete_run(run: RunDep, manager: ManagerDep) -> Response:
 def get_metrics(
     run: RunDep,
     store: StoreDep,
-    since: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+    since: Annotated[
+        int, Query(ge=0, le=SQLITE_MAX_INT, description="only events after this seq")
+    ] = 0,
     names: Annotated[str | None, Query(description="comma-separated metric names")] = None,
 ) -> Metrics:
     """Metric series after `since`: train_loss every step, test figures every epoch."""
@@ -129,7 +174,10 @@ def get_snapshot(
     run: RunDep,
     kind: SnapshotKind,
     store: StoreDep,
-    at: Annotated[int | None, Query(ge=0, description="the latest at or before this step")] = None,
+    at: Annotated[
+        int | None,
+        Query(ge=0, le=SQLITE_MAX_INT, description="the latest at or before this step"),
+    ] = None,
 ) -> Snapshot:
     """What the run recorded of one kind, as of a step (default: the latest)."""
     event = store.latest_event(run.id, kind, at_step=at)
@@ -146,7 +194,10 @@ def get_snapshot(
     )
 
 
-@router.get("/{run_id}/export", responses=ERRORS)
+@router.get(
+    "/{run_id}/export",
+    responses={**ERRORS, 200: {"description": "CSV or JSON", "content": EXPORT_CONTENT}},
+)
 def export_run(run: RunDep, store: StoreDep, format: Literal["csv", "json"] = "csv") -> Response:
     """Download the run: CSV of its metrics, or JSON of the run and every event."""
     filename = f"gradscope-{run.id}.{format}"

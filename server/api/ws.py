@@ -3,7 +3,8 @@
 Protocol (docs/events.md): the server sends {"kind": "hello", "run", "config", "last_seq"},
 then {"kind": "events", "events": [...]} batches in seq order, each event once. A client
 may send {"since": seq} at any time to be replayed from there (a reconnect resumes with
-no gap); anything else is answered by a close with code 1008 and the reason.
+no gap); anything else is answered by a close with code 1008 and the reason, and a message
+over GRADSCOPE_WS_MAX_MESSAGE_BYTES by a close with code 1009.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
-from server.api.deps import RUN_ID_PATTERN, HubDep, StoreDep
+from server.api.deps import RUN_ID_PATTERN, SQLITE_MAX_INT, HubDep, SettingsDep, StoreDep
 from server.hub import ListClient
 
 router = APIRouter(tags=["websockets"])
 CLOSE_UNKNOWN_RUN = 4404
 CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
 
 
 def _parse_since(text: str | None) -> int:
@@ -36,8 +38,8 @@ def _parse_since(text: str | None) -> int:
     if not isinstance(msg, dict) or set(msg) != {"since"}:
         raise ValueError('the only message understood is {"since": <seq>}')
     since = msg["since"]
-    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-        raise ValueError('"since" must be a non-negative integer')
+    if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= SQLITE_MAX_INT:
+        raise ValueError('"since" must be an integer from 0 to 2**63 - 1')
     return since
 
 
@@ -46,8 +48,20 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason[:120])
 
 
+def _too_big(msg: dict, max_bytes: int) -> bool:
+    """Whether a received message is over `max_bytes` (text counted as UTF-8)."""
+    text = msg.get("text")
+    if text is None:
+        return len(msg.get("bytes") or b"") > max_bytes
+    # A character is at most 4 bytes: only a long text needs encoding to be measured.
+    return len(text) * 4 > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
+
+
 async def _serve(
-    ws: WebSocket, sender: asyncio.Task[None], on_text: Callable[[str | None], Awaitable[bool]]
+    ws: WebSocket,
+    sender: asyncio.Task[None],
+    on_text: Callable[[str | None], Awaitable[bool]],
+    max_bytes: int,
 ) -> None:
     """Read client messages while `sender` streams; stop when either side is done."""
     try:
@@ -58,7 +72,13 @@ async def _serve(
                 receive.cancel()
                 return  # the client went away while we were sending
             msg = receive.result()
-            if msg["type"] == "websocket.disconnect" or not await on_text(msg.get("text")):
+            if msg["type"] == "websocket.disconnect":
+                return
+            # The server running the app may allow bigger messages than our setting does.
+            if _too_big(msg, max_bytes):
+                await _close(ws, CLOSE_TOO_BIG, f"messages are limited to {max_bytes:,} bytes")
+                return
+            if not await on_text(msg.get("text")):
                 return
     finally:
         sender.cancel()
@@ -72,7 +92,8 @@ async def run_stream(
     run_id: str,
     store: StoreDep,
     hub: HubDep,
-    since: Annotated[int, Query(ge=0)] = 0,
+    settings: SettingsDep,
+    since: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
 ) -> None:
     """Replay what the client has not seen, then stream live."""
     await ws.accept()
@@ -94,13 +115,16 @@ async def run_stream(
         return True
 
     try:
-        await _serve(ws, asyncio.create_task(hub.pump(ws, client)), on_text)
+        pump = asyncio.create_task(hub.pump(ws, client))
+        await _serve(ws, pump, on_text, settings.ws_max_message_bytes)
     finally:
         hub.unsubscribe(client)
 
 
 @router.websocket("/ws/runs")
-async def run_list_stream(ws: WebSocket, store: StoreDep, hub: HubDep) -> None:
+async def run_list_stream(
+    ws: WebSocket, store: StoreDep, hub: HubDep, settings: SettingsDep
+) -> None:
     """The full run list, then each change as it happens."""
     await ws.accept()
     client = hub.subscribe_list()
@@ -128,6 +152,6 @@ async def run_list_stream(ws: WebSocket, store: StoreDep, hub: HubDep) -> None:
         return False
 
     try:
-        await _serve(ws, asyncio.create_task(pump(client)), on_text)
+        await _serve(ws, asyncio.create_task(pump(client)), on_text, settings.ws_max_message_bytes)
     finally:
         hub.unsubscribe_list(client)

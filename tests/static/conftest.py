@@ -51,7 +51,8 @@ def dashboard(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh page; any console error or page error fails the test. A screenshot is saved."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # Playwright evaluates wait_for_function strings with eval(), which our CSP forbids.
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on(
