@@ -214,25 +214,32 @@ def main() -> int:
     )
     print()
     ours = sps["ours"]
-    print(f"ours / torch  = {ours / sps['torch']:.2f}x   (to resolve: >= 0.6x; goal >= 1.0x)")
-    print(f"ours / numpy  = {ours / sps['numpy']:.2f}x   (to resolve: >= 1.0x)")
-    if "numpy+malloc" in sps:
-        print(f"ours / numpy+malloc = {ours / sps['numpy+malloc']:.2f}x   (information)")
-    if "ours-nomalloc" in sps:
-        print(f"ours / ours-nomalloc = {ours / sps['ours-nomalloc']:.2f}x   (tune_malloc's gain)")
-    # The host's noise only ever slows a child down, and comes in bursts that can catch
-    # one side's median: so also compare same-round pairs (children run back to back)
-    # and the best round of each side, which such bursts cannot fake upwards.
+    # The host's noise only ever slows a child down and comes in bursts of seconds that
+    # halve a child's speed (rounds fall in a fast and a slow mode): a median over rounds
+    # lands on whichever mode holds the middle round, so one side's median can read 0.7x
+    # while ours wins in both modes. Children run back to back within a round share the
+    # host's state, so the paired figure (median of same-round ratios) is the one judged;
+    # the medians of each side and the best rounds are printed for information.
+    verdicts = {"torch": "to resolve: >= 0.6x; goal >= 1.0x", "numpy": "to resolve: >= 1.0x"}
     for ref in ("torch", "numpy"):
         pairs = [r["samples_per_s"] / t["samples_per_s"] for r, t in zip(res["ours"], res[ref])]
         best = max(r["samples_per_s"] for r in res["ours"]) / max(
             t["samples_per_s"] for t in res[ref]
         )
-        print(f"per-round ours/{ref}: " + " ".join(f"{x:.2f}" for x in pairs))
         print(
-            f"  ours/{ref}: median of same-round ratios {np.median(pairs):.2f}x, "
-            f"best round vs best round {best:.2f}x"
+            f"ours / {ref:<5} = {np.median(pairs):.2f}x   median of same-round ratios"
+            f" ({verdicts[ref]})"
         )
+        print("  per round: " + " ".join(f"{x:.2f}" for x in pairs))
+        print(
+            f"  information: median vs median {ours / sps[ref]:.2f}x,"
+            f" best round vs best round {best:.2f}x,"
+            f" rounds ours won {sum(x > 1 for x in pairs)}/{len(pairs)}"
+        )
+    if "numpy+malloc" in sps:
+        print(f"ours / numpy+malloc = {ours / sps['numpy+malloc']:.2f}x   (information)")
+    if "ours-nomalloc" in sps:
+        print(f"ours / ours-nomalloc = {ours / sps['ours-nomalloc']:.2f}x   (tune_malloc's gain)")
     return 0
 
 

@@ -17,13 +17,14 @@ ratio with/without viewers; its median over the rounds is the result (goal: >= 0
 i.e. less than 5% slower with viewers).
 
     .venv/bin/python bench/viewers.py [--rounds 7] [--steps 1500] [--viewers 50]
-        [--no-deflate] [--mnist-dir DIR]
+        [--no-deflate] [--viewers-nice 19] [--mnist-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import threading
@@ -190,6 +191,14 @@ def main() -> int:
     ap.add_argument(
         "--profile", metavar="FILE", help="run the server under cProfile, stats to FILE"
     )
+    ap.add_argument(
+        "--viewers-nice",
+        type=int,
+        default=0,
+        help="run this process (the viewers) at this niceness once the server is up, so "
+        "that the viewers stand for browsers on other machines and the figure is what the "
+        "server pays (default 0: they compete with training for this machine's cores)",
+    )
     ap.add_argument("--mnist-dir", default=None, help="MNIST folder (default ../shared/mnist)")
     args = ap.parse_args()
     n = args.viewers
@@ -213,6 +222,9 @@ def main() -> int:
     t_start = time.monotonic()
     profile = Path(args.profile).resolve() if args.profile else None
     with S.Server(S.mnist_dir(args.mnist_dir), env=env, profile=profile) as server:
+        if args.viewers_nice:
+            os.nice(args.viewers_nice)  # the server and its workers keep theirs
+            print(f"viewers at niceness {os.nice(0)}; the server and its workers at 0")
         for r in range(args.rounds):
             k = r % len(variants)
             got: dict[str, dict[str, Any]] = {}

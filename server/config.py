@@ -313,13 +313,15 @@ def resolve_config(
     if n > max_parameters:
         raise ConfigError(
             "model.hidden",
-            f"{n:,} parameters is more than this server's limit of {max_parameters:,}",
+            f"{n:,} parameters is more than this server's limit of {max_parameters:,}"
+            " (GRADSCOPE_MAX_PARAMETERS)",
         )
     if config.total_steps() > max_steps:
         field = "steps" if config.steps is not None else "epochs"
         raise ConfigError(
             field,
-            f"{config.total_steps():,} steps is more than this server's limit of {max_steps:,}",
+            f"{config.total_steps():,} steps is more than this server's limit of {max_steps:,}"
+            " (GRADSCOPE_MAX_STEPS)",
         )
     return config
 

@@ -13,6 +13,8 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 RUN_STATES = (
     "queued",
     "running",
@@ -161,24 +163,47 @@ class RawJSON(str):
     """A value already encoded as JSON text; to_json passes it through as it is."""
 
 
-def pack_losses(steps: list[tuple[int, float, int, float]]) -> dict[str, Any]:
-    """One packed metrics event for consecutive per-step (step, t, epoch, loss) tuples.
+# A packed row's per-event record: step, wall time, epoch (or -1: another metrics event,
+# whose data is the item `index` of the JSON list after the records), loss (or index).
+PACK_DTYPE = np.dtype([("step", "<i8"), ("t", "<f8"), ("epoch", "<i8"), ("x", "<f8")])
 
-    The store writes it as one row that reads back as one metrics event per step: a row per
-    step cost ~5 us of the training process's time, as much as a small net's whole step.
+
+def pack_losses(
+    steps: list[tuple[int, float, int, float]], others: list[Any] | None = None
+) -> dict[str, Any]:
+    """One packed metrics event for consecutive metrics events of one commit.
+
+    An entry is a per-step (step, t, epoch, loss), or (step, t, -1, i) for another metrics
+    event (an epoch's test figures) whose data is others[i], so a small set's 13-step
+    epochs do not cut the pack. The store writes it as one row, binary (PACK_DTYPE records,
+    then the others as JSON), that reads back as the events in order: a row per event, or
+    a JSON text per step, cost the training process as much as a small net's step.
     """
-    if len(steps) == 1:  # a lone step is stored as the plain event it is
-        s, t, e, loss = steps[0]
-        return {"type": "metrics", "step": s, "t": t, "data": loss_json(e, loss)}
-    isfinite = math.isfinite
-    text = ",".join(
-        f'[{s},{t!r},{{"epoch":{e},"train_loss":{loss!r}}}]'
-        if isfinite(loss)
-        else f'[{s},{t!r},{{"epoch":{e},"train_loss":"{json_float_text(loss)}"}}]'
-        for s, t, e, loss in steps
-    )
+    if len(steps) == 1:  # a lone event is stored as the plain event it is
+        s, t, e, x = steps[0]
+        data = others[int(x)] if e < 0 and others else loss_json(e, x)
+        return {"type": "metrics", "step": s, "t": t, "data": data}
+    blob = np.array(steps, dtype=PACK_DTYPE).tobytes()
+    if others:
+        blob += to_json(others).encode()
     last = steps[-1]
-    return {"type": "metrics", "step": last[0], "t": last[1], "n": len(steps), "pack": f"[{text}]"}
+    return {"type": "metrics", "step": last[0], "t": last[1], "n": len(steps), "pack": blob}
+
+
+def _unpack(data: bytes | str, n: int) -> list[tuple[int, float, Any]]:
+    """A packed row's (step, t, data) triples: binary (PACK_DTYPE), or JSON from before."""
+    if isinstance(data, str):  # packs of JSON text, as the first version of v2 wrote them
+        return [tuple(x) for x in json.loads(data)]
+    size = n * PACK_DTYPE.itemsize
+    others = json.loads(data[size:]) if len(data) > size else []
+    isfinite, out = math.isfinite, []
+    for step, t, epoch, x in np.frombuffer(data, PACK_DTYPE, count=n).tolist():
+        if epoch < 0:
+            out.append((step, t, others[int(x)]))
+        else:
+            loss = x if isfinite(x) else json_float_text(x)
+            out.append((step, t, {"epoch": epoch, "train_loss": loss}))
+    return out
 
 
 def loss_json(epoch: int, loss: float) -> RawJSON:
@@ -238,5 +263,5 @@ def events_from_row(row: tuple) -> list[dict]:
     first = seq - n + 1
     return [
         {"seq": first + i, "type": kind, "step": s, "t": ts, "data": d}
-        for i, (s, ts, d) in enumerate(json.loads(data))
+        for i, (s, ts, d) in enumerate(_unpack(data, n))
     ]

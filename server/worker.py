@@ -19,7 +19,7 @@ from typing import Any
 
 from server.config import RunConfig
 from server.store import Store
-from server.store_schema import pack_losses
+from server.store_schema import RawJSON, pack_losses, to_json
 from server.training import Trainer, TrainingDiverged, build_trainer
 
 # Recording snapshots may take this share of training time; k adapts to stay under it.
@@ -57,8 +57,10 @@ class TrainingLoop:
         self.control, self.on_progress = control, on_progress
         self.flush_interval = flush_interval
         self.buffer: list[dict[str, Any]] = []
-        # Per-step (step, t, epoch, loss) since the last other event: packed into one event.
+        # Metrics since the last other event, packed into one event (pack_losses): per-step
+        # (step, t, epoch, loss), and other metrics as (step, t, -1, i) with data others[i].
         self.steps: list[tuple[int, float, int, float]] = []
+        self.others: list[Any] = []
         self.fixed_every = config.record.every
         self.record_every = self.fixed_every or 1
         self.checkpoint_every = config.record.checkpoint_every
@@ -76,17 +78,23 @@ class TrainingLoop:
     # -- events -------------------------------------------------------------------
     def emit(self, events: list[dict[str, Any]]) -> None:
         """Buffer events (stamped with the wall time) for the next flush."""
-        self._pack_steps()
         now = time.time()
         for e in events:
             e.setdefault("t", now)
-        self.buffer.extend(events)
+            if e["type"] == "metrics" and "n" not in e and not isinstance(e.get("data"), str):
+                # Joins the pack of per-step losses (order kept): see pack_losses.
+                self.steps.append((e.get("step", 0), e["t"], -1, len(self.others)))
+                self.others.append(e.get("data", {}))
+            else:
+                self._pack_steps()
+                self.buffer.append(e)
 
     def _pack_steps(self) -> None:
         """Close the run of per-step losses so far into one packed event, keeping the order."""
         if self.steps:
-            self.buffer.append(pack_losses(self.steps))
+            self.buffer.append(pack_losses(self.steps, self.others))
             self.steps.clear()  # in place: the training loop holds this list
+            self.others = []
 
     def flush(self) -> None:
         """Commit the buffered events and the run's counters in one transaction."""
@@ -156,6 +164,7 @@ class TrainingLoop:
                 # The store itself failed (disk full, read-only): record the failure alone.
                 self.buffer = []
                 self.steps.clear()
+                self.others = []
                 with contextlib.suppress(Exception):
                     self.store.set_state(self.run_id, "failed", **fields)
             return "failed"
@@ -210,7 +219,12 @@ class TrainingLoop:
         if self.last_record == self.trainer.step:
             return
         t0 = time.perf_counter()
-        self.emit(self.trainer.record_events())
+        events = self.trainer.record_events()
+        for e in events:
+            # Encoded now, so that the budget below counts the JSON too: a boundary grid or
+            # a graph's values cost more to encode than to compute.
+            e["data"] = RawJSON(to_json(e.get("data", {})))
+        self.emit(events)
         cost = time.perf_counter() - t0
         self.last_record = self.trainer.step
         if self.fixed_every is None and self.step_time > 0:

@@ -1,6 +1,7 @@
 """Each limit, exceeded against a real server, answers its 4xx (or websocket close) with a
 message naming the setting: body size, runs per minute, concurrent runs and the queue,
-steps per request, websocket message size (also when another server runs the app)."""
+steps per request, parameters per model, steps per run, websocket message size (also when
+another server runs the app)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from server.config import resolve_config
 from server.limits import SlidingWindow, retry_after
 from server.settings import Settings
 from tests.server.conftest import Server
@@ -23,6 +25,8 @@ LIMITS = {
     "GRADSCOPE_MAX_BODY_BYTES": "2048",
     "GRADSCOPE_MAX_RUNS_PER_MINUTE": "1",
     "GRADSCOPE_WS_MAX_MESSAGE_BYTES": "1024",
+    "GRADSCOPE_MAX_PARAMETERS": "5000",
+    "GRADSCOPE_MAX_STEPS": "1000",
 }
 
 
@@ -109,6 +113,26 @@ def test_runs_per_minute(limited: Server) -> None:
     assert "GRADSCOPE_MAX_RUNS_PER_MINUTE" in r.json()["detail"]
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert len(limited.request("GET", "/api/runs").json()["runs"]) == 1
+
+
+def test_parameters_per_model_and_steps_per_run(limited: Server) -> None:
+    # moons 2-64-64-2 has 4,482 parameters, 2-80-64-2 5,554.
+    cases = [
+        ({"model": {"hidden": [80, 64]}}, "model.hidden", "5,554 parameters", "PARAMETERS"),
+        ({"steps": 1001}, "steps", "1,001 steps", "STEPS"),
+        ({"steps": None, "epochs": 1000}, "epochs", "steps is more", "STEPS"),
+    ]
+    for config, field, said, setting in cases:
+        r = limited.request("POST", "/api/runs", json={"preset": "moons", "config": config})
+        assert r.status_code == 422, r.text
+        (d,) = r.json()["detail"]
+        assert d["field"] == field and said in d["msg"], d
+        assert f"GRADSCOPE_MAX_{setting}" in d["msg"], d
+    # At the limits a config passes (checked without creating a run: this server allows
+    # one run a minute, which test_runs_per_minute spends).
+    at_limits = {"model": {"hidden": [64, 64]}, "steps": 1000}
+    config = resolve_config("moons", at_limits, max_parameters=5000, max_steps=1000)
+    assert config.num_parameters() == 4482 and config.total_steps() == 1000
 
 
 def _closed_by(url: str, message: str) -> ConnectionClosed:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from server.config import resolve_config
 from server.store import MIGRATIONS, Store
-from server.store_schema import pack_losses
+from server.store_schema import PACK_DTYPE, pack_losses
 from server.training import build_trainer
 from server.worker import TrainingLoop
 
@@ -84,7 +84,12 @@ def test_since_limit_and_types_cut_through_a_pack(store: Store) -> None:
 def test_non_finite_losses_in_a_pack_are_strings(store: Store) -> None:
     rid = run_id(store)
     packed = pack_losses([(1, 1.0, 0, math.nan), (2, 2.0, 0, math.inf), (3, 3.0, 0, -math.inf)])
-    json.loads(packed["pack"])  # valid JSON
+    assert (
+        packed["pack"]
+        == np.array(
+            [(1, 1.0, 0, math.nan), (2, 2.0, 0, math.inf), (3, 3.0, 0, -math.inf)], PACK_DTYPE
+        ).tobytes()
+    )  # 32 bytes a step
     store.append_events(rid, [packed])
     assert [e["data"]["train_loss"] for e in store.events(rid)] == ["nan", "inf", "-inf"]
 
@@ -131,8 +136,45 @@ def test_a_training_loop_stores_few_rows_and_every_step_once(store: Store) -> No
     assert [e["step"] for e in per_step] == list(range(1, 301))
     assert all(set(e["data"]) == {"epoch", "train_loss"} for e in per_step)
     assert all(e["data"]["epoch"] == e["step"] // config.steps_per_epoch() for e in per_step)
-    # per-step losses are packed: far fewer rows than events
+    # Every epoch's test figures, in step order among the per-step losses.
+    per_epoch = config.steps_per_epoch()
+    tests = [e for e in events if e["type"] == "metrics" and "test_loss" in e["data"]]
+    ends = list(range(per_epoch, 301, per_epoch))
+    assert [e["step"] for e in tests] == ends + ([300] if ends[-1] != 300 else [])
+    metrics = [e for e in events if e["type"] == "metrics"]
+    assert [e["step"] for e in metrics] == sorted(e["step"] for e in metrics)
+    for e in tests:  # right after its epoch's last step
+        i = metrics.index(e)
+        assert metrics[i - 1]["step"] == e["step"] and "train_loss" in metrics[i - 1]["data"]
+        assert set(e["data"]) >= {"epoch", "test_loss", "test_acc"}
+    # Packed: a pack is cut only by the other event types, not by the epoch ends.
+    metric_rows = [r for r in rows(store, rid) if r[1] == "metrics"]
+    others = len(events) - len(metrics)
+    assert len(metric_rows) <= others + 2, (len(metric_rows), others)
     assert len(rows(store, rid)) < len(events) / 3
+
+
+def test_other_metrics_join_a_pack_and_read_back_as_they_were(store: Store) -> None:
+    rid = run_id(store)
+    test = {"epoch": 1, "test_loss": float("nan"), "test_acc": 0.5}
+    other = {"epoch": 1, "test_loss": 0.75}
+    entries = [(1, 1.0, 0, 0.5), (2, 2.0, 1, 0.25), (2, 2.5, -1, 0), (3, 3.0, 1, 0.125)]
+    pack = pack_losses([*entries, (3, 3.5, -1, 1)], [test, other])
+    assert pack["n"] == 5
+    store.append_events(rid, [pack])
+    assert rows(store, rid) == [(5, "metrics", 5)]
+    assert [(e["seq"], e["step"], e["t"], e["data"]) for e in store.events(rid)] == [
+        (1, 1, 1.0, {"epoch": 0, "train_loss": 0.5}),
+        (2, 2, 2.0, {"epoch": 1, "train_loss": 0.25}),
+        (3, 2, 2.5, {"epoch": 1, "test_loss": "nan", "test_acc": 0.5}),
+        (4, 3, 3.0, {"epoch": 1, "train_loss": 0.125}),
+        (5, 3, 3.5, other),
+    ]
+    # A lone one is the plain event it was.
+    store.append_events(rid, [pack_losses([(4, 4.0, -1, 0)], [{"epoch": 1, "test_loss": 0.1}])])
+    assert store.events(rid, since=5) == [
+        {"seq": 6, "type": "metrics", "step": 4, "t": 4.0, "data": {"epoch": 1, "test_loss": 0.1}}
+    ]
 
 
 def test_a_lone_step_is_stored_as_a_plain_event(store: Store) -> None:
