@@ -12,16 +12,12 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.server.conftest import ROOT, Server, free_port
+from tests.server.conftest import Server
 
 # Linux: prctl(PR_CAPBSET_DROP) and the capabilities that let root ignore file modes.
 PR_CAPBSET_DROP = 24
@@ -82,25 +78,5 @@ class ConfinedServer(Server):
         super().__init__(data_dir, env)
         self.popen = popen
 
-    def start(self, timeout: float = 60.0, same_port: bool = False) -> ConfinedServer:
-        if not (same_port and self.port):
-            self.port = free_port()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                serve_command(self.port, self.data_dir),
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                **self.popen,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/api/presets", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+    def popen_kwargs(self) -> dict[str, Any]:
+        return self.popen

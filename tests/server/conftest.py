@@ -44,30 +44,41 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """The server's command line (subclasses may run another)."""
+        serve = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        return [sys.executable, "-m", "server.cli", *serve]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        """Extra subprocess.Popen arguments (subclasses: user, preexec_fn, ...)."""
+        return {}
+
+    def ready(self, response: httpx.Response) -> bool:
+        """Whether the answer to GET /api/presets means the server is up."""
+        return response.status_code == 200
+
     def start(self, timeout: float = 60.0, same_port: bool = False) -> Server:
         if not (same_port and self.port):
             self.port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                **self.popen_kwargs(),
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/api/presets", timeout=2).status_code == 200:
+                if self.ready(httpx.get(f"{self.url}/api/presets", timeout=2)):
                     return self
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
 
     def stop(self) -> None:
