@@ -172,40 +172,63 @@ class TrainingLoop:
     def _train(self) -> None:
         trainer, clock, wall, steps = self.trainer, time.perf_counter, time.time, self.steps
         total, per_epoch, control = trainer.total_steps, trainer.steps_per_epoch, self.control
-        next_poll = 0.0
-        # The per-step work here is kept to a couple of microseconds: on a small net a step
-        # takes ~150 us, and everything the loop adds shows in the throughput. Whatever
-        # happens less often than every step hides behind one comparison with next_other.
+        # The per-step work here is the step, its metrics tuple and two comparisons: on a
+        # small net a step takes ~150 us, and everything the loop adds shows in the
+        # throughput. Whatever is rarer (epoch ends, records, checkpoints, step acks,
+        # commits) waits until the step reaches next_step or the clock next_time, both
+        # recomputed by _between_steps; the command pipe is read every COMMAND_POLL.
+        next_poll, next_step, next_time = 0.0, 0, 0.0
+        busy, busy_from = 0.0, trainer.step  # train_step seconds since busy_from
+        loss = math.nan
         while trainer.step < total:
             t0 = clock()
-            if control is not None and (t0 >= next_poll or self.paused):
+            if t0 >= next_poll and control is not None:
                 self._commands()
                 t0 = clock()
-                next_poll = t0 + COMMAND_POLL
+                # Paused with steps to make: poll again after each one.
+                next_poll = 0.0 if self.paused else t0 + COMMAND_POLL
+                next_step = 0  # a command may have changed what is due
             loss = trainer.train_step()
             t1 = clock()
-            dt = t1 - t0
-            self.step_time = 0.9 * self.step_time + 0.1 * dt if self.step_time else dt
-            self.last_loss = loss
+            busy += t1 - t0
             step = trainer.step
             steps.append((step, wall(), step // per_epoch, float(loss)))
-            if step % per_epoch == 0:
-                self._epoch_end()
-            if step - self.last_record >= self.record_every:
-                self._record()
-            if self.checkpoint_every:
-                if step % self.checkpoint_every == 0:
-                    self._checkpoint()
-            elif t1 - self.last_checkpoint >= CHECKPOINT_INTERVAL:
+            if step >= next_step or t1 >= next_time:
+                self.step_time = busy / (step - busy_from) if step > busy_from else 0.0
+                busy, busy_from = 0.0, step
+                self.last_loss = loss
+                next_step, next_time = self._between_steps(step, t1)
+        self.last_loss = loss if not math.isnan(loss) else self.last_loss
+
+    def _between_steps(self, step: int, t1: float) -> tuple[int, float]:
+        """The rarer work due after `step`; returns when to come back (step, clock time)."""
+        per_epoch, every = self.trainer.steps_per_epoch, self.checkpoint_every
+        if step % per_epoch == 0:
+            self._epoch_end()
+        if step - self.last_record >= self.record_every:
+            self._record()
+        if every:
+            if step % every == 0:
                 self._checkpoint()
-            if self.pending_steps:
-                self.pending_steps -= 1
-                if self.pending_steps == 0:
-                    self._ack("step")
-            if t1 - self.last_flush >= self.flush_interval:
-                self.flush()
-                if self.on_progress is not None:
-                    self.on_progress(self)
+        elif t1 - self.last_checkpoint >= CHECKPOINT_INTERVAL:
+            self._checkpoint()
+        if self.pending_steps:
+            self.pending_steps -= 1
+            if self.pending_steps == 0:
+                self._ack("step")
+        if t1 - self.last_flush >= self.flush_interval:
+            self.flush()
+            if self.on_progress is not None:
+                self.on_progress(self)
+        next_step = min((step // per_epoch + 1) * per_epoch, self.last_record + self.record_every)
+        next_time = self.last_flush + self.flush_interval
+        if every:
+            next_step = min(next_step, (step // every + 1) * every)
+        else:
+            next_time = min(next_time, self.last_checkpoint + CHECKPOINT_INTERVAL)
+        if self.pending_steps:
+            next_step = step + 1
+        return next_step, next_time
 
     def _epoch_end(self) -> None:
         events = self.trainer.epoch_events()
