@@ -4,18 +4,18 @@
 machines whole seconds run 1.5-2x slow at random, so its per-round ratios swing 0.5-2.0.
 Here one long mnist-mlp run trains under a real `gradscope serve` (subprocess, loopback,
 temporary data dir, default settings) while this script alternates phases of --phase
-seconds: no viewer, then --viewers websocket viewers of the run (the same clients as
+seconds (3): no viewer, then --viewers websocket viewers of the run (the same clients as
 `bench/viewers.py`: permessage-deflate asked for, every message read as bytes), then none
 again, and so on. A viewer phase connects its viewers with `?since=` the run's last seq (a
 browser that keeps its tab open does not replay the history again), and the first
---settle seconds of each phase are left out, so connecting does not count.
+--settle seconds (1) of each phase are left out, so the 50 handshakes do not count.
 
 Throughput in a phase = steps / seconds between its first and last per-step `metrics`
 event (their `t`, from the run's export). Each viewer phase is compared with the mean of
 the phases without viewers on either side of it; the result is the median of those ratios
 (goal: >= 0.95, i.e. less than 5% slower with viewers).
 
-    .venv/bin/python bench/viewers_paired.py [--pairs 12] [--phase 1.5] [--viewers 50]
+    .venv/bin/python bench/viewers_paired.py [--pairs 8] [--phase 3] [--viewers 50]
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def rate(steps: list[tuple[int, float]], start: float, end: float) -> float | No
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=12, help="viewer phases (default 12)")
-    ap.add_argument("--phase", type=float, default=1.5, help="seconds per phase (1.5)")
-    ap.add_argument("--settle", type=float, default=0.3, help="seconds left out (0.3)")
+    ap.add_argument("--pairs", type=int, default=8, help="viewer phases (default 8)")
+    ap.add_argument("--phase", type=float, default=3.0, help="seconds per phase (3)")
+    ap.add_argument("--settle", type=float, default=1.0, help="seconds left out (1)")
     ap.add_argument("--viewers", type=int, default=50, help="viewers (default 50)")
     ap.add_argument("--mnist-dir", default=None, help="MNIST folder (default ../shared/mnist)")
     args = ap.parse_args()
