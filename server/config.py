@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -261,6 +262,14 @@ def _part(part: Any) -> str:
     so the path stays unambiguous (`dataset.""`, not `dataset.`)."""
     text = str(part)
     return text if text and "." not in text and '"' not in text else json.dumps(text)
+
+
+_PART = re.compile(r'"(?:[^"\\]|\\.)*"|[^.]+')
+
+
+def field_path(field: str) -> list[str]:
+    """A dotted field path's steps, the inverse of joining _part()s (quoted keys unquoted)."""
+    return [json.loads(p) if p.startswith('"') else p for p in _PART.findall(field)]
 
 
 def _error_from(e: ValidationError) -> ConfigError:

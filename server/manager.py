@@ -99,7 +99,11 @@ class RunManager:
     async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:
         """Store a new run and queue it."""
         if len(self.queue) >= self.settings.max_queue:
-            raise RunError(429, f"the queue is full ({self.settings.max_queue} runs waiting)")
+            raise RunError(
+                429,
+                f"the queue is full ({self.settings.max_queue} runs waiting, "
+                "GRADSCOPE_MAX_QUEUE); try again when one of them starts",
+            )
         run = self.store.create_run(
             config.model_dump(mode="json"),
             preset=preset,

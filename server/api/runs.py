@@ -18,7 +18,7 @@ from server.api.models import (
     SnapshotKind,
     StepRequest,
 )
-from server.config import ConfigError
+from server.config import ConfigError, field_path
 from server.export import export_csv, export_json, metrics_series
 from server.limits import retry_after
 from server.manager import RunError
@@ -67,7 +67,8 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
     try:
         config = manager.resolve(body.preset, body.config)
     except ConfigError as e:
-        loc = ["body", "config", *e.field.split(".")] if e.field != "preset" else ["body", "preset"]
+        where = ["preset"] if e.field == "preset" else ["config", *field_path(e.field)]
+        loc = ["body", *where]
         raise HTTPException(
             422, [{"loc": loc, "msg": e.message, "type": "value_error", "field": e.field}]
         ) from None

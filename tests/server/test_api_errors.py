@@ -19,6 +19,7 @@ from tests.server.conftest import Server
         ({"preset": "moons", "config": {"batch_size": [1]}}, "batch_size"),
         ({"preset": "moons", "config": {"model": {"hidden": [30_000, 30_000, 30_000]}}}, "model"),
         ({"preset": "moons", "config": {"no_such_field": 1}}, "no_such_field"),
+        ({"preset": "moons", "config": {"dataset": {"a.b": 1}}}, 'dataset."a.b"'),
     ],
 )
 def test_bad_config_is_422_naming_the_field(server: Server, body: dict, field: str) -> None:
@@ -26,6 +27,8 @@ def test_bad_config_is_422_naming_the_field(server: Server, body: dict, field: s
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert any(field in d.get("field", ".".join(map(str, d["loc"]))) for d in detail), detail
+    if field == 'dataset."a.b"':  # the location keeps the key whole
+        assert detail[0]["loc"] == ["body", "config", "dataset", "a.b"], detail
 
 
 def test_bad_requests(server: Server) -> None:

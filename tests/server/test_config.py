@@ -6,12 +6,16 @@ import json
 import tracemalloc
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED, NapkinAverage, TinyClassifier
 from server.config import (
     PRESETS,
     ConfigError,
     RunConfig,
+    _part,
+    field_path,
     parse_overrides,
     resolve_config,
     validate_config,
@@ -253,3 +257,17 @@ def test_every_field_is_documented_for_openapi() -> None:
         for name, prop in group["properties"].items():
             assert prop.get("description"), f"{group.get('title')}.{name} has no description"
         assert group.get("additionalProperties") is False
+
+
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=4))
+def test_field_paths_split_back_into_their_keys(keys: list[str]) -> None:
+    # The path a ConfigError names is joined from _part()s: splitting it (for the 422's
+    # "loc") gives the keys back, dots and quotes in them included.
+    assert field_path(".".join(_part(k) for k in keys)) == keys
+
+
+def test_a_dotted_unknown_key_is_named_whole() -> None:
+    with pytest.raises(ConfigError) as e:
+        resolve("moons", {"dataset": {"a.b": 1}})
+    assert e.value.field == 'dataset."a.b"'
+    assert field_path(e.value.field) == ["dataset", "a.b"]

@@ -194,6 +194,7 @@ def test_concurrent_runs_and_the_queue(tmp_path: Path) -> None:
         assert b["state"] == "queued"
         full = s.request("POST", "/api/runs", json={"preset": "napkin-average"})
         assert full.status_code == 429 and "queue is full" in full.json()["detail"]
+        assert "GRADSCOPE_MAX_QUEUE" in full.json()["detail"]
         runs = {r["id"]: r["state"] for r in s.request("GET", "/api/runs").json()["runs"]}
         assert runs == {a["id"]: "running", b["id"]: "queued"}
 
