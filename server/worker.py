@@ -198,7 +198,8 @@ class TrainingLoop:
                 busy, busy_from = 0.0, step
                 self.last_loss = loss
                 next_step, next_time = self._between_steps(step, t1)
-        self.last_loss = loss if not math.isnan(loss) else self.last_loss
+        if not math.isnan(loss):  # the last step's, if the loop made any
+            self.last_loss = loss
 
     def _between_steps(self, step: int, t1: float) -> tuple[int, float]:
         """The rarer work due after `step`; returns when to come back (step, clock time)."""

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +19,16 @@ import pytest
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def integrity(data_dir: Path) -> str:
+    """PRAGMA integrity_check of a data dir's database, without opening a Store (which
+    would migrate it): "ok" when the file is whole."""
+    con = sqlite3.connect(data_dir / "gradscope.db")
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
 
 
 def free_port() -> int:

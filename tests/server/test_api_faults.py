@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 
-from tests.server.conftest import Server, step_metrics
+from tests.server.conftest import Server, integrity, step_metrics
 
 
 def _check_history(server: Server, run_id: str, upto: int) -> None:
     events = server.events(run_id)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert step_metrics(events) == list(range(1, upto + 1)), "no step missing or duplicated"
-
-
-def _integrity(server: Server) -> str:
-    con = sqlite3.connect(server.data_dir / "gradscope.db")
-    try:
-        return con.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        con.close()
 
 
 def test_kill_worker_then_resume(server: Server) -> None:
@@ -38,7 +29,7 @@ def test_kill_worker_then_resume(server: Server) -> None:
     done = server.wait_for(rid, lambda r: r["state"] == "finished", timeout=120)
     assert done["step"] == 3000
     _check_history(server, rid, 3000)
-    assert _integrity(server) == "ok"
+    assert integrity(server.data_dir) == "ok"
 
 
 def test_kill_server_then_resume(server: Server) -> None:
@@ -57,4 +48,4 @@ def test_kill_server_then_resume(server: Server) -> None:
     done = server.wait_for(rid, lambda r: r["state"] == "finished", timeout=120)
     assert done["step"] == 4000
     _check_history(server, rid, 4000)
-    assert _integrity(server) == "ok"
+    assert integrity(server.data_dir) == "ok"

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,18 +28,10 @@ from tests.server.confined import (
     file_size_limit,
     serve_command,
 )
-from tests.server.conftest import ROOT, Server, free_port, step_metrics, watch
+from tests.server.conftest import ROOT, Server, free_port, integrity, step_metrics, watch
 
 TENSOR_OPS = {"linear", "relu", "tanh", "sigmoid", "mse_loss", "cross_entropy", "hinge"}
 ENDED = {"finished", "stopped", "failed", "crashed", "interrupted"}
-
-
-def integrity(data_dir: Path) -> str:
-    con = sqlite3.connect(data_dir / "gradscope.db")
-    try:
-        return con.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        con.close()
 
 
 def whole_history(server: Server, run_id: str) -> list[int]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, integrity
 
 ROUNDS = 12  # even rounds kill a worker, odd rounds the server
 RUNS = 2
@@ -119,11 +118,7 @@ def test_kill_workers_and_the_server_in_turn(tmp_path: Path, real_mnist: Path) -
             assert run["step"] >= committed[rid] + PROGRESS
     finally:
         server.stop()
-    con = sqlite3.connect(tmp_path / "data" / "gradscope.db")
-    try:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        con.close()
+    assert integrity(tmp_path / "data") == "ok"
 
 
 def test_a_lingering_worker_of_a_killed_server_blocks_its_resume(

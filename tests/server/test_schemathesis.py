@@ -12,7 +12,6 @@ bench/schemathesis_long.py runs the same set-up with many more examples.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from schemathesis import BaseSchema, GenerationMode
 from schemathesis.checks import CheckFunction
 from schemathesis.core.failures import FailureGroup
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, integrity
 
 # Checks that judge the API by its schema. Left out: positive_data_acceptance (a schema-valid
 # body may still be refused by design: an empty drawing, a config without a data set, both
@@ -135,8 +134,4 @@ def test_every_endpoint_answers_within_its_schema(fuzz_server: Server, run_ids: 
     # Still serving, and the store is whole.
     assert fuzz_server.proc is not None and fuzz_server.proc.poll() is None
     assert fuzz_server.request("GET", "/api/runs").status_code == 200
-    con = sqlite3.connect(fuzz_server.data_dir / "gradscope.db")
-    try:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        con.close()
+    assert integrity(fuzz_server.data_dir) == "ok"

@@ -184,3 +184,22 @@ def test_a_lone_step_is_stored_as_a_plain_event(store: Store) -> None:
     assert store.events(rid) == [
         {"seq": 1, "type": "metrics", "step": 7, "t": 3.0, "data": {"epoch": 1, "train_loss": 0.25}}
     ]
+
+
+def test_a_pack_of_json_text_from_the_first_schema_2_still_reads(store: Store) -> None:
+    # The first version of schema 2 wrote packs as JSON text [[step, t, data], ...].
+    rid = run_id(store)
+    text = '[[1,1.5,{"epoch":0,"train_loss":0.5}],[2,2.5,{"epoch":0,"train_loss":"nan"}]]'
+    conn = sqlite3.connect(store.path)
+    conn.execute(
+        "INSERT INTO events (run_id, seq, type, step, t, data, n) "
+        "VALUES (?, 2, 'metrics', 2, 2.5, ?, 2)",
+        (rid, text),
+    )
+    conn.execute("UPDATE runs SET last_seq = 2 WHERE id = ?", (rid,))
+    conn.commit()
+    conn.close()
+    assert [(e["seq"], e["step"], e["t"], e["data"]) for e in store.events(rid)] == [
+        (1, 1, 1.5, {"epoch": 0, "train_loss": 0.5}),
+        (2, 2, 2.5, {"epoch": 0, "train_loss": "nan"}),
+    ]
