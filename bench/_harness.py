@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,6 +112,127 @@ def alternate(
                 brief = res.get("brief", "")
                 print(f"  round {r + 1}/{rounds}  {name:<22} {brief}", file=sys.stderr, flush=True)
     return out
+
+
+class _Served:
+    """A persistent child started with `serve` in its config: it times steps on request."""
+
+    def __init__(self, name: str, argv: Sequence[str], threads: int) -> None:
+        self.name = name
+        self.cmd = [sys.executable, *argv]
+        # stderr to a file, never a pipe: a chatty child must not block on a full pipe.
+        self.err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=child_env(threads),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+        )
+
+    def result(self) -> dict[str, Any]:
+        """The next `@@result` line the child prints; ChildError if it dies first."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_PREFIX):
+                return json.loads(line[len(RESULT_PREFIX) :])
+        self.proc.wait()
+        self.err.seek(0)
+        tail = self.err.read()[-4000:].strip()
+        raise ChildError(f"{' '.join(self.cmd)} exited {self.proc.returncode}:\n{tail}")
+
+    def request(self, settle: float, seconds: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"run {settle} {seconds}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # result() reports the crash with the child's stderr
+        return self.result()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.communicate("quit\n", timeout=30)
+            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+def interleave(
+    jobs: dict[str, list[str]],
+    rounds: int,
+    seconds: float,
+    settle: float,
+    threads: int,
+    verbose: bool = True,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Keep one child per job alive and time each in turn for `rounds` rounds.
+
+    Restarting children every round (`alternate`) puts seconds of start-up between the
+    two sides of a comparison, and this host changes speed on that scale. Here each turn
+    is `settle` untimed seconds (the previous child's BLAS/OpenMP threads spin down and
+    this one's caches refill) then `seconds` timed; the order rotates every round. The
+    jobs' configs must carry `"serve": true` so that their children call `serve`.
+    Returns each child's start-up result (what it passed to `serve` as `info`) and its
+    results per round.
+    """
+    names = list(jobs)
+    children = {n: _Served(n, jobs[n], threads) for n in names}
+    try:
+        info = {n: c.result() for n, c in children.items()}  # each warmed up and ready
+        out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for r in range(rounds):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                res = children[name].request(settle, seconds)
+                out[name].append(res)
+                if verbose:
+                    brief = res.get("brief", "")
+                    line = f"  round {r + 1}/{rounds}  {name:<22} {brief}"
+                    print(line, file=sys.stderr, flush=True)
+        return info, out
+    finally:
+        for c in children.values():
+            c.close()
+
+
+def serve(step: Callable[[], Any], warmup: int, info: dict[str, Any], batch: int = 1) -> None:
+    """The child's side of `interleave`: warm up, emit `info`, then time turns on request.
+
+    Each request line `run SETTLE SECONDS` runs `step` untimed for SETTLE seconds, then
+    timed for SECONDS, and emits the seconds per step (and `batch` / that as samples/s).
+    """
+    for _ in range(warmup):
+        step()
+    emit(info)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] != "run":
+            break
+        settle, seconds = float(words[1]), float(words[2])
+        end = time.perf_counter() + settle
+        while time.perf_counter() < end:
+            step()
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            step()
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                break
+        per_step = elapsed / n
+        emit(
+            {
+                "step_s": per_step,
+                "steps": n,
+                "samples_per_s": batch / per_step,
+                "brief": f"{batch / per_step:9.0f} samples/s  ({n} steps)",
+            }
+        )
 
 
 def median_of(results: list[dict[str, Any]], key: str) -> float:
