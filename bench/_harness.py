@@ -117,8 +117,7 @@ def alternate(
 class _Served:
     """A persistent child started with `serve` in its config: it times steps on request."""
 
-    def __init__(self, name: str, argv: Sequence[str], threads: int) -> None:
-        self.name = name
+    def __init__(self, argv: Sequence[str], threads: int) -> None:
         self.cmd = [sys.executable, *argv]
         # stderr to a file, never a pipe: a chatty child must not block on a full pipe.
         self.err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
@@ -180,7 +179,7 @@ def interleave(
     results per round.
     """
     names = list(jobs)
-    children = {n: _Served(n, jobs[n], threads) for n in names}
+    children = {n: _Served(jobs[n], threads) for n in names}
     try:
         info = {n: c.result() for n, c in children.items()}  # each warmed up and ready
         out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}

@@ -175,7 +175,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-tuned-numpy", action="store_true", help="skip the numpy+malloc line")
     ap.add_argument("--untuned", action="store_true", help="also run ours without tune_malloc")
-    ap.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="2 short rounds (smoke test)")
     args = H.parse_or_run_child(
         ap, child, quick={"rounds": 2, "seconds": 0.2, "settle": 0.05, "warmup": 5}
     )
