@@ -1,6 +1,6 @@
 """Shared plumbing for the server benchmarks: a real `gradscope serve` and websocket readers.
 
-`Server` starts `python -m server.cli serve --port P --data-dir TMP` on a free loopback
+`Server` starts `python -m gradscope.server.cli serve --port P --data-dir TMP` on a free loopback
 port (as tests/server/conftest.py does), with GRADSCOPE_MNIST_DIR passed through, and
 drives it over REST with httpx. `read_streams` connects websocket clients to
 /ws/runs/{id} (one asyncio loop, websockets' asyncio client, permessage-deflate as a
@@ -76,7 +76,7 @@ class Server:
         cmd = [sys.executable]
         if self.profile is not None:
             cmd += ["-m", "cProfile", "-o", str(self.profile)]
-        cmd += ["-m", "server.cli", "serve", "--port", str(self.port)]
+        cmd += ["-m", "gradscope.server.cli", "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(self.data_dir)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log)

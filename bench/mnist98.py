@@ -54,7 +54,7 @@ def read_idx_local(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 def load(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(X float32 standardized (N, 784), y int64 (N,), which loader was used)."""
     try:
-        from engine.data import load_mnist
+        from gradscope.engine.data import load_mnist
 
         x, y = load_mnist(split, directory=folder, download=False)  # float32 in [0, 1]
         source = "engine.data.load_mnist"
@@ -94,10 +94,9 @@ def epoch_trainer(
 
 
 def build_ours(cfg: dict, data: tuple, weights: list):
-    import engine.nn.functional as F
-
-    import engine
-    from engine import nn, optim
+    import gradscope.engine.nn.functional as F
+    from gradscope import engine
+    from gradscope.engine import nn, optim
 
     xtr, ytr, xte, yte = data
     model = nn.MLP(cfg["sizes"], activation="relu")
@@ -154,9 +153,9 @@ def build_torch(cfg: dict, data: tuple, weights: list):
 
 def child(name: str, cfg: dict) -> None:
     if name == "ours":
-        import engine.perf
+        from gradscope.engine.perf import tune_malloc
 
-        engine.perf.tune_malloc()
+        tune_malloc()
     folder = Path(cfg["data_dir"])
     t_load = time.perf_counter()
     xtr, ytr, source = load(folder, "train")

@@ -74,8 +74,8 @@ def measure(
 
 def in_process(pngs: list[bytes], n: int) -> tuple[list[float], list[float]]:
     """(preprocess ms, forward ms) of the same work without the server."""
-    from server import digits
-    from server.digit_models import load_bundled
+    from gradscope.server.digits import preprocess as digits
+    from gradscope.server.digits.models import load_bundled
 
     model = load_bundled()
     pre, fwd = [], []
@@ -102,7 +102,7 @@ def main() -> int:
     ap.add_argument("--mnist-dir", default=None)
     args = ap.parse_args()
 
-    from engine.data import load_mnist
+    from gradscope.engine.data import load_mnist
 
     mnist = S.mnist_dir(args.mnist_dir)
     x, y = load_mnist("test", directory=mnist, download=False)

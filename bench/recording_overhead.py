@@ -1,16 +1,16 @@
 """Recording overhead: the worker's TrainingLoop writing to a real store vs the bare engine loop.
 
-For each preset (config = server.config.resolve_config(preset, {"steps": N}, ...)), three
+For each preset (config = server.runs.config.resolve_config(preset, {"steps": N}, ...)), three
 variants train the same run from the same start, each in its own subprocess, alternated
 over --rounds rounds (bench/_harness.py):
 
   bare      a loop of trainer.train_step() for N steps
-            (trainer = server.training.build_trainer(config, mnist_dir))
+            (trainer = gradscope.server.runs.trainers.build_trainer(config, mnist_dir))
   evaluated the same loop plus trainer.evaluate() (one test pass) at each epoch end and
             at the end: the bare loop of anyone who wants test figures every epoch
-  recorded  server.worker.TrainingLoop(store, run_id, trainer, config).run(): per-step
+  recorded  server.runs.worker.TrainingLoop(store, run_id, trainer, config).run(): per-step
             metrics events, the adaptive every-k snapshots, epoch-end test metrics,
-            checkpoints, and a commit every 50 ms into a real server.store.Store in a
+            checkpoints, and a commit every 50 ms into a real gradscope.server.store.Store in a
             temporary dir (store.create_run(..., source="cli", total_steps=N) first)
 
 The clock covers only the training loop: data loading, trainer construction, store
@@ -50,9 +50,9 @@ VARIANTS = ("bare", "evaluated", "recorded")
 
 def build(cfg: dict[str, Any]) -> tuple[Any, Any]:
     """(config, trainer) for the child's preset, from the same start on both sides."""
-    from engine.perf import tune_malloc
-    from server.config import resolve_config
-    from server.training import build_trainer
+    from gradscope.engine.perf import tune_malloc
+    from gradscope.server.runs.config import resolve_config
+    from gradscope.server.runs.trainers import build_trainer
 
     tune_malloc()  # as the server's workers and `gradscope train` do
     config = resolve_config(
@@ -63,8 +63,8 @@ def build(cfg: dict[str, Any]) -> tuple[Any, Any]:
 
 def recorded_loop(cfg: dict[str, Any], config: Any, trainer: Any, data_dir: Path) -> Any:
     """A TrainingLoop over a fresh run in a real store under data_dir (not yet run)."""
-    from server.store import Store
-    from server.worker import TrainingLoop
+    from gradscope.server.runs.worker import TrainingLoop
+    from gradscope.server.store import Store
 
     store = Store(data_dir)
     run = store.create_run(

@@ -89,9 +89,9 @@ class NumpyMLP:
 
 def child(name: str, cfg: dict) -> None:
     if name in ("ours", "numpy+malloc"):
-        import engine.perf
+        from gradscope.engine.perf import tune_malloc
 
-        engine.perf.tune_malloc()
+        tune_malloc()
     xs, ys = make_data(cfg)
     weights = init_weights(cfg["seed"])
     lr, nb = cfg["lr"], cfg["n_batches"]
@@ -99,10 +99,9 @@ def child(name: str, cfg: dict) -> None:
 
     # train(x, y): one SGD step on one batch; its loss (a tensor, or a float for numpy)
     if name in ("ours", "ours-nomalloc"):
-        import engine.nn.functional as F
-
-        import engine
-        from engine import nn, optim
+        import gradscope.engine.nn.functional as F
+        from gradscope import engine
+        from gradscope.engine import nn, optim
 
         model = nn.MLP(list(SIZES), activation="relu")
         model.load_state_dict(H.mlp_state_dict(weights))

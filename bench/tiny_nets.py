@@ -43,7 +43,7 @@ def net_setup(key: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple]]
         x = rng.uniform(-1, 1, (200, 2)).astype(np.float32)
         y = np.where(x[:, 0] * x[:, 1] > 0, 1.0, -1.0).astype(np.float32).reshape(-1, 1)
         return x, y, H.linear_init(NETS["a"]["sizes"], rng)
-    from engine.examples import TINY_XS, TINY_YS, TinyClassifier
+    from gradscope.engine.examples import TINY_XS, TINY_YS, TinyClassifier
 
     x = np.array(TINY_XS, dtype=np.float32)
     y = np.array(TINY_YS, dtype=np.float32).reshape(-1, 1)
@@ -55,10 +55,9 @@ def net_setup(key: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple]]
 
 
 def ours_step(key: str, seed: int):
-    import engine.nn.functional as F
-
-    import engine
-    from engine import nn, optim
+    import gradscope.engine.nn.functional as F
+    from gradscope import engine
+    from gradscope.engine import nn, optim
 
     spec = NETS[key]
     x, y, weights = net_setup(key, seed)
@@ -98,10 +97,11 @@ def torch_step(key: str, seed: int):
 
 
 def child(name: str, cfg: dict) -> None:
-    import engine.perf
 
     if name in ("ours", "scalar"):
-        engine.perf.tune_malloc()  # what our entry points do
+        from gradscope.engine.perf import tune_malloc
+
+        tune_malloc()  # what our entry points do
     if name == "torch":
         import torch
 
@@ -110,7 +110,7 @@ def child(name: str, cfg: dict) -> None:
     keys = ["b"] if name == "scalar" else ["a", "b"]
     for key in keys:
         if name == "scalar":
-            from engine.examples import TinyClassifier
+            from gradscope.engine.examples import TinyClassifier
 
             ex = TinyClassifier()
             step, first = ex.step, None

@@ -4,10 +4,10 @@
 The API is shaped like PyTorch's: `engine.nn`, `engine.nn.functional`, `engine.optim`.
 """
 
-from engine.autograd import AnomalyError, detect_anomaly, is_grad_enabled, no_grad
-from engine.nn import manual_seed
-from engine.scalar import Value
-from engine.tensor import Tensor, cat, concat, float32, float64, tensor
+from gradscope.engine.autograd import AnomalyError, detect_anomaly, is_grad_enabled, no_grad
+from gradscope.engine.nn import manual_seed
+from gradscope.engine.scalar import Value
+from gradscope.engine.tensor import Tensor, cat, concat, float32, float64, tensor
 
 __all__ = [
     "AnomalyError",

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine.nn import Module, _atomic_write
-from engine.optim import LRScheduler, Optimizer
+from gradscope.engine.nn import Module, _atomic_write
+from gradscope.engine.optim import LRScheduler, Optimizer
 
 FORMAT = "gradscope-checkpoint"
 # The buffer sets each optimizer keeps per parameter (before its first step: none).

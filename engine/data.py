@@ -13,10 +13,9 @@ from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
+from gradscope.engine.examples import TINY_XS, TINY_YS
+from gradscope.engine.mnist import MnistError, load_mnist, mnist_dir, read_idx
 from numpy.typing import DTypeLike
-
-from engine.examples import TINY_XS, TINY_YS
-from engine.mnist import MnistError, load_mnist, mnist_dir, read_idx
 
 __all__ = [
     "TOY_DATASETS",

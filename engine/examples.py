@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from engine.scalar import MLP, Module, Neuron, Value
+from gradscope.engine.scalar import MLP, Module, Neuron, Value
 
 NAPKIN_START_WEIGHTS = (0.98, 0.4, 0.86, -0.08)
 TINY_XS = ((2.0, 3.0, -1.0), (3.0, -1.0, 0.5), (0.5, 1.0, 1.0), (1.0, 1.0, -1.0))

@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from engine.autograd import accumulate as _accumulate
-from engine.tensor import Tensor, _make
+from gradscope.engine.autograd import accumulate as _accumulate
+from gradscope.engine.tensor import Tensor, _make
 
 REDUCTIONS = ("mean", "sum")
 

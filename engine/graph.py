@@ -16,10 +16,9 @@ import math
 from typing import Any
 
 import numpy as np
-
-from engine.autograd import topological_order
-from engine.scalar import Value
-from engine.tensor import Tensor
+from gradscope.engine.autograd import topological_order
+from gradscope.engine.scalar import Value
+from gradscope.engine.tensor import Tensor
 
 MAX_VALUES = 64  # tensors up to this size carry every value, not just summaries
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine import functional
-from engine.tensor import Tensor
+from gradscope.engine import functional
+from gradscope.engine.tensor import Tensor
 
 # `import engine.nn.functional as F` works like torch.nn.functional.
 sys.modules[f"{__name__}.functional"] = functional

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-
-from engine import blas
-from engine.tensor import Tensor
+from gradscope.engine import blas
+from gradscope.engine.tensor import Tensor
 
 
 class Optimizer:

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
 
-from engine.autograd import topological_order
+from gradscope.engine.autograd import topological_order
 
 Number = int | float
 

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from engine.autograd import accumulate as _accumulate
-from engine.tensor import Tensor, _make
+from gradscope.engine.autograd import accumulate as _accumulate
+from gradscope.engine.tensor import Tensor, _make
 
 Dim = int | tuple[int, ...] | None
 

@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from engine.autograd import AnomalyError, _State, backward_order, unbroadcast
-from engine.autograd import accumulate as _accumulate
+from gradscope.engine.autograd import AnomalyError, _State, backward_order, unbroadcast
+from gradscope.engine.autograd import accumulate as _accumulate
 
 float32 = np.float32
 float64 = np.float64
@@ -390,4 +389,4 @@ def _sigmoid_bw(out: Tensor) -> None:
 
 
 # Imported last: shape_ops builds on _make and Tensor defined above.
-from engine import shape_ops as _shape  # noqa: E402
+from gradscope.engine import shape_ops as _shape  # noqa: E402

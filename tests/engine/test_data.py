@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from engine import data, examples
-from engine.data import TOY_DATASETS, circle, gauss, moons, rectangles, spiral, tiny_classifier, xor
+from gradscope.engine import data, examples
+from gradscope.engine.data import (
+    TOY_DATASETS,
+    circle,
+    gauss,
+    moons,
+    rectangles,
+    spiral,
+    tiny_classifier,
+    xor,
+)
 
 TOYS = sorted(TOY_DATASETS)
 
@@ -168,6 +176,6 @@ def test_toy_bad_arguments(name: str, kwargs: dict, message: str) -> None:
 
 
 def test_mnist_is_reexported() -> None:
-    from engine import mnist
+    from gradscope.engine import mnist
 
     assert data.load_mnist is mnist.load_mnist and issubclass(data.MnistError, ValueError)

@@ -10,9 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from engine.examples import NapkinAverage, TinyClassifier, rectangles
-from engine.scalar import Value, topological_order
+from gradscope.engine.examples import NapkinAverage, TinyClassifier, rectangles
+from gradscope.engine.scalar import Value, topological_order
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -3,14 +3,13 @@ BLAS axpy in SGD, the fused cross-entropy gradient, the leaf-skipping backward w
 
 from __future__ import annotations
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
-
-import engine
-from engine import Tensor, blas, nn, optim
-from engine.autograd import backward_order, topological_order
+from gradscope import engine
+from gradscope.engine import Tensor, blas, nn, optim
+from gradscope.engine.autograd import backward_order, topological_order
 
 needs_blas = pytest.mark.skipif(not blas.available(), reason="numpy's BLAS has no axpy here")
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
+from gradscope import engine
+from gradscope.engine import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import engine
-from engine import Tensor
 
 T64 = np.float64
 

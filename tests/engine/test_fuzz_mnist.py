@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gradscope.engine import nn, optim
+from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gradscope.engine.mnist import SPLITS, MnistError, load_mnist, read_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from engine import nn, optim
-from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from engine.mnist import SPLITS, MnistError, load_mnist, read_idx
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

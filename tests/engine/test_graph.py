@@ -7,9 +7,8 @@ import re
 
 import numpy as np
 import pytest
-
-from engine import Value
-from engine.graph import to_dict, to_dot
+from gradscope.engine import Value
+from gradscope.engine.graph import to_dict, to_dot
 
 from .test_scalar import article_expression
 
@@ -79,9 +78,8 @@ def test_dict_carries_non_finite_values_as_strings() -> None:
 
 
 def tensor_net_loss():
-    import engine.nn.functional as F
-
-    from engine import Tensor, manual_seed, nn
+    import gradscope.engine.nn.functional as F
+    from gradscope.engine import Tensor, manual_seed, nn
 
     manual_seed(0)
     m = nn.MLP([2, 3, 1], activation="tanh")
@@ -110,7 +108,7 @@ def test_tensor_graph_has_one_node_per_op_with_summaries() -> None:
 
 
 def test_big_tensors_carry_summaries_not_values() -> None:
-    from engine import Tensor
+    from gradscope.engine import Tensor
 
     t = Tensor(np.arange(65.0), requires_grad=True)
     s = (t * 2.0).sum()
@@ -134,7 +132,7 @@ def test_tensor_dot_shows_shapes_and_values() -> None:
 def test_scalar_mlp_nodes_are_grouped_by_layer() -> None:
     from collections import Counter
 
-    from engine.examples import TinyClassifier
+    from gradscope.engine.examples import TinyClassifier
 
     d = to_dict(TinyClassifier().loss())
     by_group = Counter(n["group"] for n in d["nodes"])
@@ -161,7 +159,7 @@ def test_scalar_mlp_nodes_are_grouped_by_layer() -> None:
 
 def test_a_linear_output_and_its_loss_stay_apart() -> None:
     # y_pred - y adds a constant to the output layer's sum: not the layer's own pattern.
-    from engine.scalar import MLP
+    from gradscope.engine.scalar import MLP
 
     mlp = MLP(2, [3, 1], activation="relu", output_activation="linear", seed=0)
     out = mlp([1.0, -2.0])

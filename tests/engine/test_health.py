@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
-
-import engine
-from engine import Tensor, health, nn, optim
+from gradscope import engine
+from gradscope.engine import Tensor, health, nn, optim
 
 
 def trained_step(lr: float = 0.1) -> tuple[nn.MLP, dict[str, np.ndarray]]:

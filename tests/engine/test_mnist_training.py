@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
-
-import engine
-from engine import Tensor, nn, optim
-from engine.mnist import load_mnist
+from gradscope import engine
+from gradscope.engine import Tensor, nn, optim
+from gradscope.engine.mnist import load_mnist
 
 
 def test_one_epoch_of_mnist_reaches_95_percent(real_mnist: Path) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
-
-import engine
-from engine import Tensor, nn
+from gradscope import engine
+from gradscope.engine import Tensor, nn
 
 
 def torch_twin(model: nn.MLP) -> torch.nn.Sequential:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
-
-import engine
-from engine import Tensor, nn, optim
-from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gradscope import engine
+from gradscope.engine import Tensor, nn, optim
+from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 OPTIMIZERS: dict[str, tuple[Callable, Callable]] = {
     "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 import torch
-
-from engine import Value
-from engine.scalar import MLP, Layer, Neuron, topological_order
+from gradscope.engine import Value
+from gradscope.engine.scalar import MLP, Layer, Neuron, topological_order
 
 
 def article_expression() -> dict[str, Value]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import engine.nn.functional as F
+import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
-
-from engine import Tensor, data, nn, optim
-from engine.examples import NapkinAverage, TinyClassifier
+from gradscope.engine import Tensor, data, nn, optim
+from gradscope.engine.examples import NapkinAverage, TinyClassifier
 
 F64 = np.float64
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from gradscope import engine
+from gradscope.engine import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import engine
-from engine import Tensor
 
 Fn = Callable[[Sequence], object]
 

@@ -62,7 +62,7 @@ def serve_command(port: int, data_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "server.cli",
+        "gradscope.server.cli",
         "serve",
         "--port",
         str(port),

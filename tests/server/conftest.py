@@ -58,7 +58,7 @@ class Server:
     def command(self) -> list[str]:
         """The server's command line (subclasses may run another)."""
         serve = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        return [sys.executable, "-m", "server.cli", *serve]
+        return [sys.executable, "-m", "gradscope.server.cli", *serve]
 
     def popen_kwargs(self) -> dict[str, Any]:
         """Extra subprocess.Popen arguments (subclasses: user, preexec_fn, ...)."""

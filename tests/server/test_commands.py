@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from server.cli import main
+from gradscope.server.cli import main
+
 from tests.server.conftest import ROOT, Server, step_metrics, watch
 
 
@@ -70,7 +71,7 @@ def test_server_shows_a_cli_run_live(server: Server) -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "gradscope.server.cli",
             "train",
             "--preset",
             "moons",

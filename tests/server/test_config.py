@@ -1,4 +1,4 @@
-"""server.config: run configs, the errors that name their field, presets, --set parsing."""
+"""server.runs.config: run configs, the errors that name their field, presets, --set parsing."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import json
 import tracemalloc
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED, NapkinAverage, TinyClassifier
-from server.config import (
+from gradscope.engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED, NapkinAverage, TinyClassifier
+from gradscope.server.runs.config import (
     PRESETS,
     ConfigError,
     RunConfig,
@@ -20,6 +17,8 @@ from server.config import (
     resolve_config,
     validate_config,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 LIMITS = {"max_parameters": 10_000_000, "max_steps": 1_000_000}
 

@@ -13,15 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-from PIL import Image
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
-
-from server import digits
-from server.api.ws import _parse_since
-from server.config import (
+from gradscope.server.digits import preprocess as digits
+from gradscope.server.runs.config import (
     PRESETS,
     ConfigError,
     RunConfig,
@@ -29,6 +22,13 @@ from server.config import (
     resolve_config,
     validate_config,
 )
+from gradscope.server.web.api.ws import _parse_since
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
 from tests.server.conftest import Server, live_server
 
 FAST = settings(max_examples=200, deadline=None)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.settings import Settings
+from gradscope.server.web.limits import SlidingWindow, retry_after
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from server.config import resolve_config
-from server.limits import SlidingWindow, retry_after
-from server.settings import Settings
 from tests.server.conftest import Server
 from tests.server.test_security import AnyAnswerServer, started
 
@@ -154,7 +154,7 @@ def test_a_websocket_message_over_the_limit_closes_1009(limited: Server) -> None
 def test_the_websocket_limit_holds_under_another_server(tmp_path: Path) -> None:
     # Plain uvicorn allows 16 MiB messages: the 1009 here comes from the app itself.
     def uvicorn(port: int) -> list[str]:
-        app = ["--factory", "server.app:create_app", "--port", str(port)]
+        app = ["--factory", "gradscope.server.web.app:create_app", "--port", str(port)]
         return [sys.executable, "-m", "uvicorn", *app, "--log-level", "warning"]
 
     env = {

@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from engine.mnist import load_mnist
-from server.config import resolve_config
-from server.recording import misclassified, unit_images
-from server.training import build_trainer
+from gradscope.engine.mnist import load_mnist
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.recording import misclassified, unit_images
+from gradscope.server.runs.trainers import build_trainer
 
 LIMITS = {"max_parameters": 10_000_000, "max_steps": 10_000_000}
 

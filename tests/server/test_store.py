@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from server.store import (
+from gradscope.server.store import Store, StoreError
+from gradscope.server.store.schema import (
     INTERRUPTED_MESSAGE,
     MIGRATIONS,
     RUN_STATES,
     RunRecord,
-    Store,
-    StoreError,
 )
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from server.config import resolve_config
-from server.store import MIGRATIONS, Store
-from server.store_schema import PACK_DTYPE, pack_losses
-from server.training import build_trainer
-from server.worker import TrainingLoop
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.trainers import build_trainer
+from gradscope.server.runs.worker import TrainingLoop
+from gradscope.server.store import MIGRATIONS, Store
+from gradscope.server.store.schema import PACK_DTYPE, pack_losses
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""server.training: presets reproduce the articles and learn, events are JSON-safe and
+"""server.runs.trainers: presets reproduce the articles and learn, events are JSON-safe and
 cheap, checkpoints resume bit for bit, divergence names the op."""
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from engine.checkpoint import CheckpointError
-from engine.examples import NapkinAverage, TinyClassifier
-from engine.graph import to_dict
-from server.config import RunConfig, resolve_config
-from server.recording import forward
-from server.training import ScalarTrainer, TensorTrainer, Trainer, TrainingDiverged, build_trainer
+from gradscope.engine.checkpoint import CheckpointError
+from gradscope.engine.examples import NapkinAverage, TinyClassifier
+from gradscope.engine.graph import to_dict
+from gradscope.server.runs.config import RunConfig, resolve_config
+from gradscope.server.runs.recording import forward
+from gradscope.server.runs.trainers import (
+    ScalarTrainer,
+    TensorTrainer,
+    Trainer,
+    TrainingDiverged,
+    build_trainer,
+)
 
 LIMITS = {"max_parameters": 10_000_000, "max_steps": 10_000_000}
 TENSOR_OPS = {"linear", "relu", "tanh", "sigmoid", "mse_loss", "cross_entropy", "hinge"}

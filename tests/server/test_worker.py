@@ -1,4 +1,4 @@
-"""server.worker's TrainingLoop: whole, ordered commits even when the disk fills, checkpoints
+"""server.runs.worker's TrainingLoop: whole, ordered commits even when the disk fills, checkpoints
 pruned only after the run row points past them, and its fast per-step metrics rows."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from server.config import resolve_config
-from server.store import Store
-from server.store_schema import loss_json, to_json
-from server.training import build_trainer
-from server.worker import TrainingLoop
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.trainers import build_trainer
+from gradscope.server.runs.worker import TrainingLoop
+from gradscope.server.store import Store
+from gradscope.server.store.schema import loss_json, to_json
 
 
 def test_a_full_disk_fails_the_run_cleanly(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine.examples import TinyClassifier
-from engine.graph import to_dict
+from gradscope.engine.examples import TinyClassifier
+from gradscope.engine.graph import to_dict
+
 from tests.server.conftest import Server
 
 TIMEOUT = 90_000  # ms

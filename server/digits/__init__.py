@@ -1,0 +1,1 @@
+"""/draw: MNIST-faithful preprocessing of a drawn digit and the models that predict it."""

@@ -1,0 +1,252 @@
+"""The digit models /draw predicts with: the bundled one, or a finished MNIST run's weights.
+
+The bundled model is `server/digits/bundled/mnist.npz` (weights) + `mnist.json` (architecture, input
+normalisation, where it came from), written by `gradscope export-model`; loading it needs no
+store and no training. A run's model is its final checkpoint: the run is looked up in the
+store and the file is the store's checkpoint folder plus the name its last checkpoint event
+recorded, never a path built from the request. Every file is read with allow_pickle=False.
+The forward pass is plain numpy (`gradscope.server.runs.recording.forward`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gradscope.engine import nn
+from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
+from gradscope.server.runs.recording import Layer, forward, mlp_layers, softmax_rows
+from gradscope.server.store import RunRecord, Store
+
+BUNDLED_ID = "bundled"
+MODELS_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_BASE = MODELS_DIR / "mnist"  # mnist.npz + mnist.json
+RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+CHECKPOINT_FILE = re.compile(r"^step-\d+\.npz$")
+CACHE_SIZE = 8
+
+
+class ModelError(LookupError):
+    """A model that cannot be used: `status` 404 (unknown), 409 (not usable), 503 (broken)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class DigitModel:
+    """An MLP from 784 pixels to 10 digit logits, as numpy layers, with its normalisation."""
+
+    id: str
+    name: str
+    layers: list[Layer]
+    mean: float = 0.0
+    std: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def probabilities(self, digit: np.ndarray) -> np.ndarray:
+        """Softmax over the ten digits for one 28x28 image in [0, 1] (white on black)."""
+        x = digit.reshape(1, 784).astype(np.float32)
+        x = (x - np.float32(self.mean)) / np.float32(self.std)
+        return softmax_rows(forward(self.layers, x))[0]
+
+
+def numpy_layers(model: nn.Module) -> list[Layer]:
+    """(weight, bias, activation) triples of an engine MLP, for the numpy forward pass."""
+    layers = mlp_layers(model)
+    if not layers or layers[0][0].shape[1] != 784 or layers[-1][0].shape[0] != 10:
+        raise ValueError("not a digit classifier: it must map 784 pixels to 10 outputs")
+    return layers
+
+
+def _normalisation(standardize: bool) -> tuple[float, float]:
+    return (MNIST_MEAN, MNIST_STD) if standardize else (0.0, 1.0)
+
+
+def load_bundled(base: Path = BUNDLED_BASE) -> DigitModel:
+    """The model saved as BASE.npz + BASE.json (nn.load: allow_pickle=False)."""
+    meta = json.loads(base.with_suffix(".json").read_text())
+    model = nn.load(base)
+    norm = meta.get("input", {}).get("normalize", {"mean": 0.0, "std": 1.0})
+    source = meta.get("source", {})
+    info = {
+        "test_acc": source.get("test_acc"),
+        "preset": source.get("preset"),
+        "sizes": meta["architecture"].get("sizes"),
+    }
+    name = f"bundled ({source.get('preset') or 'MNIST'})"
+    return DigitModel(BUNDLED_ID, name, numpy_layers(model), norm["mean"], norm["std"], info)
+
+
+def load_checkpoint_model(path: Path) -> nn.Module:
+    """The engine model in a training checkpoint (.npz with a JSON header; never unpickled)."""
+    with np.load(path, allow_pickle=False) as f:  # the optimizer's buffers stay unread
+        arrays = {k: f[k] for k in f.files if k == "header" or k.startswith("model/")}
+    header = json.loads(str(arrays.pop("header")))
+    if header.get("format") != "gradscope-checkpoint" or not header.get("architecture"):
+        raise ValueError("not a gradscope checkpoint with an architecture")
+    model = nn.from_config(header["architecture"])
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    return model
+
+
+def usable_run(store: Store, model_id: str) -> RunRecord:
+    """The finished MNIST run named model_id, or ModelError (404 unknown, 409 not usable)."""
+    run = store.get_run(model_id) if RUN_ID.fullmatch(model_id) else None
+    if run is None:
+        raise ModelError(
+            404, f"no model {model_id!r}: use 'bundled' or the id of a finished MNIST run"
+        )
+    config = run.config
+    dataset = config.get("dataset", {}).get("name")
+    if dataset != "mnist":
+        raise ModelError(409, f"run {run.id} trained on {dataset}, not MNIST digits")
+    if config.get("loss") != "cross_entropy":
+        raise ModelError(
+            409,
+            f"run {run.id} trained with {config.get('loss')}: only cross-entropy runs "
+            "give digit probabilities",
+        )
+    if run.state != "finished":
+        raise ModelError(
+            409, f"run {run.id} is {run.state}, not finished: only a finished run can predict"
+        )
+    return run
+
+
+def checkpoint_path(store: Store, run: RunRecord) -> Path:
+    """The run's final checkpoint: the store's folder + the file its last event recorded."""
+    event = store.latest_event(run.id, "checkpoint")
+    name = (event or {}).get("data", {}).get("file")
+    if not isinstance(name, str) or not CHECKPOINT_FILE.fullmatch(name):
+        raise ModelError(409, f"run {run.id} recorded no checkpoint to predict with")
+    return store.checkpoint_dir(run.id) / name
+
+
+def run_model(store: Store, run: RunRecord, path: Path) -> DigitModel:
+    """A finished run's final weights as a DigitModel."""
+    try:
+        layers = numpy_layers(load_checkpoint_model(path))
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise ModelError(409, f"run {run.id}: its checkpoint cannot be used ({e})") from None
+    mean, std = _normalisation(run.config.get("dataset", {}).get("standardize", True))
+    info = {"preset": run.preset, "step": run.step, "sizes": _sizes(layers)}
+    return DigitModel(run.id, run.name, layers, mean, std, info)
+
+
+def _sizes(layers: list[Layer]) -> list[int]:
+    return [layers[0][0].shape[1], *(w.shape[0] for w, _, _ in layers)]
+
+
+class ModelCache:
+    """The bundled model (loaded once) and the last few runs' models, thread-safe."""
+
+    def __init__(self, size: int = CACHE_SIZE, bundled: Path = BUNDLED_BASE) -> None:
+        self.size, self.bundled_base = size, bundled
+        self._lock = threading.Lock()
+        self._bundled: DigitModel | None = None
+        self._runs: OrderedDict[tuple[str, str], DigitModel] = OrderedDict()
+
+    def bundled(self) -> DigitModel:
+        """The bundled model (503 if its files are missing or broken: a broken install)."""
+        with self._lock:
+            if self._bundled is None:
+                try:
+                    self._bundled = load_bundled(self.bundled_base)
+                except (OSError, ValueError, KeyError) as e:
+                    raise ModelError(503, f"the bundled model cannot be loaded: {e}") from None
+            return self._bundled
+
+    def get(self, store: Store, model_id: str | None) -> DigitModel:
+        """The model named model_id (None: the bundled one); ModelError when unusable."""
+        if model_id is None or model_id == BUNDLED_ID:
+            return self.bundled()
+        run = usable_run(store, model_id)
+        path = checkpoint_path(store, run)
+        key = (run.id, path.name)
+        with self._lock:
+            if key in self._runs:
+                self._runs.move_to_end(key)
+                return self._runs[key]
+        model = run_model(store, run, path)
+        with self._lock:
+            self._runs[key] = model
+            while len(self._runs) > self.size:
+                self._runs.popitem(last=False)
+        return model
+
+    def listing(self, store: Store) -> list[dict[str, Any]]:
+        """The bundled model, then every finished cross-entropy MNIST run, newest first."""
+        bundled = self.bundled()
+        models = [{"id": bundled.id, "name": bundled.name, "kind": "bundled", **bundled.info}]
+        for run in store.list_runs():
+            c = run.config
+            if (
+                run.state == "finished"
+                and c.get("dataset", {}).get("name") == "mnist"
+                and c.get("loss") == "cross_entropy"
+            ):
+                hidden = c.get("model", {}).get("hidden", [])
+                models.append(
+                    {
+                        "id": run.id,
+                        "name": run.name,
+                        "kind": "run",
+                        "preset": run.preset,
+                        "step": run.step,
+                        "sizes": [784, *hidden, 10],
+                        "test_acc": None,
+                    }
+                )
+        return models
+
+
+def final_test_acc(store: Store, run_id: str) -> float | None:
+    """The last test accuracy a run recorded (at an epoch's end), if any."""
+    for e in reversed(store.events(run_id, types=("metrics",))):
+        acc = e["data"].get("test_acc")
+        if isinstance(acc, float):
+            return acc
+    return None
+
+
+def export_model(store: Store, model_id: str, out: Path, name: str = "mnist") -> tuple[Path, Path]:
+    """Write a finished MNIST run's final weights as OUT/NAME.npz + OUT/NAME.json."""
+    run = usable_run(store, model_id)
+    path = checkpoint_path(store, run)
+    try:
+        model = load_checkpoint_model(path)
+        numpy_layers(model)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise ModelError(409, f"run {run.id}: its checkpoint cannot be used ({e})") from None
+    out.mkdir(parents=True, exist_ok=True)
+    npz, js = nn.save(model, out / name)
+    meta = json.loads(js.read_text())
+    mean, std = _normalisation(run.config.get("dataset", {}).get("standardize", True))
+    meta["input"] = {
+        "shape": [28, 28],
+        "range": "0..1, white digit on black, MNIST-framed (server/digits/preprocess.py)",
+        "normalize": {"mean": mean, "std": std},
+    }
+    meta["labels"] = list(range(10))
+    meta["source"] = {
+        "run": run.id,
+        "preset": run.preset,
+        "step": run.step,
+        "checkpoint": path.name,
+        "test_acc": final_test_acc(store, run.id),
+        "config": run.config,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    js.write_text(json.dumps(meta, indent=2) + "\n")
+    for written in (npz, js):
+        written.chmod(0o644)  # nn.save's temporary files start private
+    return npz, js

@@ -1,0 +1,1 @@
+"""The training domain: configs, presets, the manager, worker processes, the loop, trainers."""

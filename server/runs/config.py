@@ -1,0 +1,387 @@
+"""Run configuration: pydantic models (they are the API's docs), validation, presets.
+
+Every size a config implies (input and output width, parameter count, steps per epoch)
+is computed here arithmetically, so a 10^9-parameter request is refused before anything
+is allocated. Errors are `ConfigError`s that name the field by its dotted path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from gradscope.engine.examples import TINY_XS
+from gradscope.server.runs.presets import PRESET_SPECS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DatasetName = Literal["rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "mnist"]
+TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
+MAX_PIXELS = 20_000_000  # rectangles: (n + test_n) * size^2 numbers, about 2 s to draw
+SCALAR_MAX_PARAMETERS = SCALAR_MAX_SAMPLES = 1000
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; `field` is the dotted path of the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class _Model(BaseModel):
+    # strict: a JSON true is not a 1, nor "yes" a bool, nor "0.1" a number.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class DatasetConfig(_Model):
+    """Which data to train on."""
+
+    name: DatasetName = Field(
+        description="rectangles: the napkin article's pixel averages (regression); tiny: the "
+        "micrograd article's four samples; circle/xor/gauss/spiral/moons: 2-D two-class toy "
+        "sets; mnist: handwritten digits (the real test split is used for testing)"
+    )
+    n: int = Field(200, ge=1, le=100_000, description="samples drawn for generated sets")
+    noise: float = Field(0.1, ge=0, le=5, description="2-D sets: gaussian noise (std dev)")
+    size: int = Field(2, ge=2, le=100, description="rectangles: pixels per side (inputs = size^2)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the generated data")
+    test_n: int = Field(200, ge=1, le=100_000, description="held-out generated samples")
+    standardize: bool = Field(
+        True, description="mnist: shift and scale pixels to mean 0, std 1 (0.1307, 0.3081)"
+    )
+    mnist_train_limit: int | None = Field(
+        None, ge=1, le=MNIST_TRAIN, description="mnist: train on the first N images only"
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DatasetConfig:
+        if self.name in TOY_2D and (self.n < 2 or self.test_n < 2):
+            raise ConfigError("n", f"the {self.name} set needs at least 2 samples per split")
+        if self.name == "rectangles" and (self.n + self.test_n) * self.size**2 > MAX_PIXELS:
+            raise ConfigError("n", f"(n + test_n) * size^2 pixels must be at most {MAX_PIXELS:,}")
+        return self
+
+    def input_size(self) -> int:
+        """Features per sample."""
+        return {"rectangles": self.size**2, "tiny": len(TINY_XS[0]), "mnist": 784}.get(self.name, 2)
+
+    def num_classes(self) -> int | None:
+        """Classes of a classification set; None for the rectangles regression."""
+        return {"rectangles": None, "mnist": 10}.get(self.name, 2)
+
+    def train_size(self) -> int:
+        """Training samples."""
+        if self.name == "mnist":
+            return self.mnist_train_limit or MNIST_TRAIN
+        return len(TINY_XS) if self.name == "tiny" else self.n
+
+
+class ModelConfig(_Model):
+    """A multi-layer perceptron; input and output widths come from the data set and loss."""
+
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [16, 16],
+        max_length=16,
+        description="hidden layer widths; [] is a single linear layer (one neuron per output)",
+    )
+    activation: Literal["relu", "tanh", "sigmoid", "linear"] = Field(
+        "relu", description="activation after every hidden layer"
+    )
+    output: Literal["linear", "tanh", "sigmoid"] = Field(
+        "linear", description="activation of the output layer (linear = logits)"
+    )
+    bias: bool = Field(True, description="give every neuron a bias")
+    start_weights: list[float] | None = Field(
+        None,
+        max_length=4096,
+        description="explicit starting weights of a single neuron (hidden = [], one output, "
+        "scalar engine), e.g. the napkin article's 0.98, 0.4, 0.86, -0.08",
+    )
+
+
+class OptimizerConfig(_Model):
+    """The update rule."""
+
+    name: Literal["sgd", "adam", "adamw"] = Field("sgd", description="optimizer")
+    lr: float = Field(0.1, gt=0, le=10, description="learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd: momentum")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum (needs momentum > 0)")
+    weight_decay: float | None = Field(
+        None, ge=0, le=1, description="L2 (decoupled for adamw); None: 0, or 0.01 for adamw"
+    )
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), strict=False, description="adam/adamw: decay rates (a 2-list)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerConfig:
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", "each beta must be in [0, 1)")
+        if self.nesterov and self.momentum <= 0:
+            raise ConfigError("nesterov", "Nesterov momentum needs momentum > 0")
+        return self
+
+
+class RecordConfig(_Model):
+    """What the dashboard records, and how often."""
+
+    every: int | None = Field(
+        None, ge=1, le=1_000_000, description="record every k steps; None: adaptive (worker)"
+    )
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="steps between checkpoints; None: every 10 s of training (worker)",
+    )
+    boundary_grid: int = Field(40, ge=10, le=100, description="2-D sets: decision grid side")
+    max_graph_nodes: int = Field(
+        2000, ge=10, le=100_000, description="scalar runs: graph a single sample beyond this"
+    )
+
+
+class RunConfig(_Model):
+    """Everything a training run needs, JSON-shaped."""
+
+    name: str | None = Field(None, max_length=200, description="display name of the run")
+    dataset: DatasetConfig = Field(description="the data")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
+    engine: Literal["scalar", "tensor"] = Field(
+        "tensor", description="scalar: the articles' Value engine (tiny problems); tensor: numpy"
+    )
+    loss: Literal["mse", "cross_entropy", "bce", "hinge"] = Field(
+        description="mse; cross_entropy (softmax over classes); bce (one logit); hinge (+-1)"
+    )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="average or add the per-sample losses (micrograd's article adds)"
+    )
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="updates")
+    batch_size: int | None = Field(
+        None, ge=1, le=100_000, description="samples per step; None: the whole set (full batch)"
+    )
+    epochs: int | None = Field(None, ge=1, le=100_000, description="passes over the data")
+    steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="optimizer steps (wins over epochs)"
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the weights and data order")
+    record: RecordConfig = Field(default_factory=RecordConfig, description="recording")
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RunConfig:
+        _cross_check(self)
+        return self
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one pass over the training set."""
+        n = self.dataset.train_size()
+        return 1 if self.batch_size is None else math.ceil(n / self.batch_size)
+
+    def total_steps(self) -> int:
+        """Steps the run will take (steps, else epochs * steps per epoch)."""
+        if self.steps is not None:
+            return self.steps
+        return (self.epochs or 0) * self.steps_per_epoch()
+
+    def output_size(self) -> int:
+        """Network outputs: one per class for cross_entropy (and mse on mnist), else one."""
+        classes = self.dataset.num_classes()
+        if classes and (self.loss == "cross_entropy" or (self.loss == "mse" and classes > 2)):
+            return classes
+        return 1
+
+    def layer_sizes(self) -> list[int]:
+        """[input, *hidden, output]."""
+        return [self.dataset.input_size(), *self.model.hidden, self.output_size()]
+
+    def num_parameters(self) -> int:
+        """Weights and biases, counted without building anything."""
+        sizes = self.layer_sizes()
+        return sum(a * b + (b if self.model.bias else 0) for a, b in itertools.pairwise(sizes))
+
+
+def _cross_check(c: RunConfig) -> None:
+    """The checks that span fields; each names the field to change."""
+    if c.steps is None and c.epochs is None:
+        raise ConfigError("steps", "set steps or epochs")
+    classes = c.dataset.num_classes()
+    if classes is None and c.loss != "mse":
+        raise ConfigError("loss", "rectangles is a regression (pixel averages): use 'mse'")
+    if c.loss in ("bce", "hinge") and classes != 2:
+        raise ConfigError("loss", f"{c.loss} needs a two-class data set, {c.dataset.name} has 10")
+    if c.loss in ("cross_entropy", "bce") and c.model.output != "linear":
+        raise ConfigError("model.output", f"{c.loss} takes logits: set the output to 'linear'")
+    if c.model.start_weights is not None:
+        if c.model.hidden or c.output_size() != 1:
+            raise ConfigError("model.start_weights", "only for a single neuron (hidden = [])")
+        if len(c.model.start_weights) != c.dataset.input_size():
+            raise ConfigError(
+                "model.start_weights",
+                f"{len(c.model.start_weights)} given, the neuron has "
+                f"{c.dataset.input_size()} inputs",
+            )
+    if c.engine == "scalar":
+        _scalar_check(c)
+
+
+def _scalar_check(c: RunConfig) -> None:
+    """The scalar engine is the articles' plain gradient descent on tiny problems."""
+    hint = "(or use engine 'tensor')"
+    if c.dataset.name == "mnist" or c.dataset.train_size() > SCALAR_MAX_SAMPLES:
+        raise ConfigError(
+            "engine",
+            f"the scalar engine is for small problems (<= {SCALAR_MAX_SAMPLES} samples, "
+            f"<= {SCALAR_MAX_PARAMETERS} parameters): use engine 'tensor' for "
+            f"{c.dataset.name} with {c.dataset.train_size():,} samples",
+        )
+    if c.num_parameters() > SCALAR_MAX_PARAMETERS:
+        raise ConfigError(
+            "engine",
+            f"the scalar engine is for small problems (<= {SCALAR_MAX_PARAMETERS} parameters); "
+            f"this model has {c.num_parameters():,}: use engine 'tensor'",
+        )
+    if c.loss not in ("mse", "hinge"):
+        raise ConfigError("loss", f"the scalar engine trains with mse or hinge {hint}")
+    opt = c.optimizer
+    if opt.name != "sgd":
+        raise ConfigError("optimizer.name", f"the scalar engine runs plain sgd {hint}")
+    if opt.momentum or opt.weight_decay:
+        field = "optimizer.momentum" if opt.momentum else "optimizer.weight_decay"
+        raise ConfigError(field, f"the scalar engine runs plain gradient descent: set 0 {hint}")
+
+
+# -- turning requests into configs ----------------------------------------------------
+
+
+def _part(part: Any) -> str:
+    """One step of a dotted field path; a key that is empty or holds a dot is JSON-quoted,
+    so the path stays unambiguous (`dataset.""`, not `dataset.`)."""
+    text = str(part)
+    return text if text and "." not in text and '"' not in text else json.dumps(text)
+
+
+_PART = re.compile(r'"(?:[^"\\]|\\.)*"|[^.]+')
+
+
+def field_path(field: str) -> list[str]:
+    """A dotted field path's steps, the inverse of joining _part()s (quoted keys unquoted)."""
+    return [json.loads(p) if p.startswith('"') else p for p in _PART.findall(field)]
+
+
+def _error_from(e: ValidationError) -> ConfigError:
+    """The first pydantic error as a ConfigError with its dotted location."""
+    err = e.errors()[0]
+    loc = [_part(part) for part in err["loc"]]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return ConfigError(".".join([*loc, cause.field]), cause.message)
+    message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    return ConfigError(".".join(loc) or "config", message)
+
+
+def validate_config(data: Any) -> RunConfig:
+    """A RunConfig from plain data, or a ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"must be an object, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise _error_from(e) from None
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """base with overrides applied; nested dicts merge, everything else replaces."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_config(
+    preset: str | None, overrides: dict | None, *, max_parameters: int, max_steps: int
+) -> RunConfig:
+    """The preset's config (or none) with overrides merged in, validated against the limits."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError("overrides", f"must be an object, got {type(overrides).__name__}")
+    base: dict = {}
+    if preset is not None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ConfigError(
+                "preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+            )
+        base = PRESETS[preset].config.model_dump()
+    config = validate_config(deep_merge(base, overrides or {}))
+    n = config.num_parameters()
+    if n > max_parameters:
+        raise ConfigError(
+            "model.hidden",
+            f"{n:,} parameters is more than this server's limit of {max_parameters:,}"
+            " (GRADSCOPE_MAX_PARAMETERS)",
+        )
+    if config.total_steps() > max_steps:
+        field = "steps" if config.steps is not None else "epochs"
+        raise ConfigError(
+            field,
+            f"{config.total_steps():,} steps is more than this server's limit of {max_steps:,}"
+            " (GRADSCOPE_MAX_STEPS)",
+        )
+    return config
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs (dotted keys) as a nested dict; a VALUE is JSON when it parses."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError("overrides", f"{pair!r} is not KEY=VALUE (e.g. optimizer.lr=0.05)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts[: i + 1]), "is set to a value and used as a group")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(key.strip(), "is a group of settings and set to a value")
+        node[parts[-1]] = value
+    return out
+
+
+# -- presets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, ready-to-run config."""
+
+    name: str
+    title: str
+    description: str
+    config: RunConfig
+    featured: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for GET /api/presets."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "featured": self.featured,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+
+PRESETS: dict[str, Preset] = {
+    name: Preset(name, title, description, RunConfig.model_validate(cfg), featured)
+    for name, title, description, cfg, featured in PRESET_SPECS
+}

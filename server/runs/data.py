@@ -1,0 +1,109 @@
+"""A run's training and test data, with targets shaped the way its loss takes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gradscope.engine import data
+from gradscope.server.runs.config import TOY_2D, RunConfig
+from numpy.typing import DTypeLike
+
+# Generated test sets use the data seed shifted past every seed a config can hold, so a
+# test set never equals the training set of another seed.
+TEST_SEED_OFFSET = 2**32
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels scaled to [0, 1]
+
+
+@dataclass
+class RunData:
+    """Arrays for one run. `target` says how outputs are read:
+
+    value (regression), index (class indices, one output per class), onehot (0/1 per
+    class), pm1 (one output, +-1), zero_one (one output, 0/1), logit (one logit, 0/1).
+    """
+
+    x_train: np.ndarray
+    t_train: np.ndarray
+    x_test: np.ndarray
+    t_test: np.ndarray
+    y_train: np.ndarray | None  # class indices, None for regression
+    y_test: np.ndarray | None
+    target: str
+    classes: list[int] | None  # the class names, in index order
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def is_2d(self) -> bool:
+        return self.x_train.shape[1] == 2
+
+
+def _raw(config: RunConfig, mnist_dir: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X float64 or float32, y: class indices, or values for rectangles)."""
+    d = config.dataset
+    seed = d.seed if split == "train" else d.seed + TEST_SEED_OFFSET
+    n = d.n if split == "train" else d.test_n
+    if d.name == "rectangles":
+        return data.rectangles(n, d.size, seed, dtype=np.float64)
+    if d.name == "tiny":  # four samples: the test set is the training set
+        x, t = data.tiny_classifier(dtype=np.float64)
+        return x, (t[:, 0] > 0).astype(np.int64)
+    if d.name in TOY_2D:
+        return data.TOY_DATASETS[d.name](n, d.noise, seed, dtype=np.float64)
+    x, y = data.load_mnist(split, directory=mnist_dir)
+    if split == "train" and d.mnist_train_limit is not None:
+        x, y = x[: d.mnist_train_limit], y[: d.mnist_train_limit]
+    if d.standardize:  # in place, in float32: load_mnist handed us a fresh array
+        x -= np.float32(MNIST_MEAN)
+        x /= np.float32(MNIST_STD)
+    return x, y
+
+
+def target_kind(config: RunConfig) -> str:
+    """How the network's outputs are read for this data set and loss."""
+    classes = config.dataset.num_classes()
+    if classes is None:
+        return "value"
+    if config.loss == "cross_entropy":
+        return "index"
+    if config.loss == "bce":
+        return "logit"
+    if config.loss == "mse" and classes > 2:
+        return "onehot"
+    if config.loss == "mse" and config.model.output == "sigmoid":
+        return "zero_one"
+    return "pm1"
+
+
+def _targets(y: np.ndarray, kind: str, classes: int | None, dtype: np.dtype) -> np.ndarray:
+    if kind == "index":
+        return y
+    if kind == "value":
+        return y.astype(dtype)
+    if kind == "onehot":
+        return np.eye(classes or 1, dtype=dtype)[y]
+    col = y.astype(dtype).reshape(-1, 1)
+    return 2 * col - 1 if kind == "pm1" else col
+
+
+def load_run_data(
+    config: RunConfig, mnist_dir: Path | None = None, dtype: DTypeLike = np.float32
+) -> RunData:
+    """Generate (or load) the data set of a config; X in `dtype`, C-contiguous."""
+    dt = np.dtype(dtype)
+    kind = target_kind(config)
+    n_classes = config.dataset.num_classes()
+    splits = {}
+    for split in ("train", "test"):
+        x, y = _raw(config, mnist_dir, split)
+        x = np.ascontiguousarray(x, dtype=dt)
+        splits[split] = (x, _targets(y, kind, n_classes, dt), None if kind == "value" else y)
+    (x_tr, t_tr, y_tr), (x_te, t_te, y_te) = splits["train"], splits["test"]
+    names = None
+    if n_classes is not None:
+        names = [-1, 1] if config.dataset.name == "tiny" else list(range(n_classes))
+    return RunData(x_tr, t_tr, x_te, t_te, y_tr, y_te, kind, names)

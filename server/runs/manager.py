@@ -1,0 +1,320 @@
+"""The run manager: a queue of runs, at most N worker processes, commands to them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from gradscope.server.runs.config import RunConfig, resolve_config
+from gradscope.server.runs.worker import run_worker
+from gradscope.server.settings import Settings
+from gradscope.server.store import RunRecord, Store, StoreError, pid_alive
+
+log = logging.getLogger("gradscope.runs")
+_spawn = mp.get_context("spawn")
+
+
+class RunError(Exception):
+    """A request that cannot be served: `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Worker:
+    """One live worker process and the pipe that carries its commands."""
+
+    run_id: str
+    process: BaseProcess
+    conn: Connection
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    unrecorded: bool = False  # its exit could not be written to the store yet
+
+
+class RunManager:
+    """Starts queued runs in spawned workers and relays pause/resume/step/stop to them."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.workers: dict[str, Worker] = {}
+        self.queue: deque[tuple[str, bool]] = deque()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._unrecorded: list[Worker] = []  # exited workers whose end is not yet stored
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover what a previous server left behind, then start supervising."""
+        for run in self.store.list_runs():
+            if run.state in ("running", "paused"):
+                if run.source == "cli" and pid_alive(run.pid):
+                    continue  # a live `gradscope train` owns it
+                self.store.set_state(
+                    run.id,
+                    "interrupted",
+                    only_from={"running", "paused"},
+                    message="the server stopped while this run was active",
+                )
+            elif run.state == "queued" and run.source == "server":
+                self.queue.appendleft((run.id, run.step > 0))
+        self._supervisor = asyncio.create_task(self._supervise())
+        await self._schedule()
+
+    async def close(self) -> None:
+        """Shut down: workers see their pipe close and leave their runs `interrupted`."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for w in self.workers.values():
+            w.conn.close()
+        for w in list(self.workers.values()):
+            await asyncio.to_thread(w.process.join, 10)
+            if w.process.is_alive():
+                w.process.kill()
+                await asyncio.to_thread(w.process.join, 5)
+            self._finalize(w)
+        self.workers.clear()
+
+    # -- requests -----------------------------------------------------------------
+    def resolve(self, preset: str | None, overrides: dict[str, Any] | None) -> RunConfig:
+        """A full config from a preset and overrides, within this server's limits."""
+        return resolve_config(
+            preset,
+            overrides,
+            max_parameters=self.settings.max_parameters,
+            max_steps=self.settings.max_steps,
+        )
+
+    async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:
+        """Store a new run and queue it."""
+        if len(self.queue) >= self.settings.max_queue:
+            raise RunError(
+                429,
+                f"the queue is full ({self.settings.max_queue} runs waiting, "
+                "GRADSCOPE_MAX_QUEUE); try again when one of them starts",
+            )
+        run = self.store.create_run(
+            config.model_dump(mode="json"),
+            preset=preset,
+            name=name or config.name,
+            source="server",
+            total_steps=config.total_steps(),
+        )
+        self.queue.append((run.id, False))
+        await self._schedule()
+        return self.get(run.id)
+
+    def get(self, run_id: str) -> RunRecord:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(404, f"no run with id {run_id!r}")
+        return run
+
+    async def pause(self, run_id: str) -> RunRecord:
+        run = self.get(run_id)
+        if run.state != "running" or run_id not in self.workers:
+            raise RunError(409, f"cannot pause a run that is {run.state}")
+        await self._command(run_id, ("pause",))
+        return self.get(run_id)
+
+    async def resume(self, run_id: str) -> RunRecord:
+        run = self.get(run_id)
+        if run.state == "paused" and run_id in self.workers:
+            await self._command(run_id, ("resume",))
+        elif run.state in ("interrupted", "crashed") and run.source in ("server", "cli"):
+            if run_id not in self.workers and _worker_alive(run.pid):
+                # A worker of a killed server notices only at its next command poll; two
+                # workers on one run would write its steps twice.
+                raise RunError(
+                    409, f"the run's last worker (pid {run.pid}) is still exiting; try again"
+                )
+            if not self.store.set_state(
+                run_id,
+                "queued",
+                only_from={"interrupted", "crashed"},
+                message="resuming from the last checkpoint",
+            ):
+                raise RunError(409, "the run changed state; try again")
+            self.queue.append((run_id, True))
+            await self._schedule()
+        else:
+            raise RunError(409, f"cannot resume a run that is {run.state}")
+        return self.get(run_id)
+
+    async def step(self, run_id: str, n: int) -> RunRecord:
+        run = self.get(run_id)
+        if run.state != "paused" or run_id not in self.workers:
+            raise RunError(409, f"can only step a paused run; this one is {run.state}")
+        await self._command(run_id, ("step", n))
+        return self.get(run_id)
+
+    async def stop(self, run_id: str) -> RunRecord:
+        run = self.get(run_id)
+        if run_id in self.workers and run.state in ("running", "paused"):
+            await self._command(run_id, ("stop",))
+            w = self.workers.get(run_id)
+            if w is not None:
+                await asyncio.to_thread(w.process.join, self.settings.command_timeout)
+        elif run.state in ("queued", "interrupted", "crashed"):
+            self.queue = deque(q for q in self.queue if q[0] != run_id)
+            if not self.store.set_state(
+                run_id,
+                "stopped",
+                message="stopped by the user",
+                only_from={"queued", "interrupted", "crashed"},
+            ):
+                raise RunError(409, "the run changed state; try again")
+        else:
+            raise RunError(409, f"cannot stop a run that is {run.state}")
+        return self.get(run_id)
+
+    async def delete(self, run_id: str) -> None:
+        run = self.get(run_id)
+        if run.state in ("running", "paused") and run.source == "cli":
+            raise RunError(
+                409, "this run is training in a `gradscope train` process; stop it there"
+            )
+        if run_id in self.workers or run.state in ("queued", "running", "paused"):
+            await self.stop(run_id)
+        self.queue = deque(q for q in self.queue if q[0] != run_id)
+        self.store.delete_run(run_id)
+
+    # -- internals ----------------------------------------------------------------
+    async def _command(self, run_id: str, command: tuple[Any, ...]) -> None:
+        """Send a command and wait for the worker's answer (or its exit)."""
+        w = self.workers.get(run_id)
+        if w is None:
+            raise RunError(409, "the run has no live worker")
+        async with w.lock:
+            try:
+                w.conn.send(command)
+            except OSError:
+                raise RunError(409, "the run's worker has exited") from None
+            timeout = self.settings.command_timeout
+            if command[0] == "step":
+                # Stepping takes as long as the steps do; allow for slow ones.
+                timeout *= max(1.0, command[1] / 1000)
+            answer = await asyncio.to_thread(_wait_answer, w.conn, command[0], timeout)
+            if answer is None and w.process.is_alive():
+                raise RunError(504, f"the worker did not answer {command[0]!r} in time")
+
+    async def _schedule(self) -> None:
+        """Start queued runs while there are free worker slots."""
+        while self.queue and len(self.workers) < self.settings.max_concurrent:
+            run_id, resume = self.queue.popleft()
+            run = self.store.get_run(run_id)
+            if run is None or run.state != "queued":
+                continue
+            problem = self._unwritable()
+            if problem is not None:
+                # A worker could not record a single step: fail the run now, with the
+                # reason, through the server's own (already open) connection.
+                self.store.set_state(run_id, "failed", message=problem, only_from={"queued"})
+                log.error("run %s failed: %s", run_id, problem)
+                continue
+            parent, child = _spawn.Pipe()
+            mnist = str(self.settings.mnist_dir) if self.settings.mnist_dir else None
+            process = _spawn.Process(
+                target=run_worker,
+                name=f"gradscope-run-{run_id}",
+                daemon=True,
+                args=(run_id, str(self.store.data_dir), child, mnist, resume),
+            )
+            await asyncio.to_thread(process.start)
+            child.close()
+            self.workers[run_id] = Worker(run_id, process, parent)
+            self.store.update_run(run_id, pid=process.pid)
+            log.info("run %s started in worker pid %s", run_id, process.pid)
+
+    async def _supervise(self) -> None:
+        """Notice workers that exited (normally or killed) and start the next runs."""
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                for run_id, w in list(self.workers.items()):
+                    if not w.process.is_alive() and not w.lock.locked():
+                        await asyncio.to_thread(w.process.join, 1)
+                        del self.workers[run_id]
+                        self._unrecorded.append(w)
+                # A worker's end that could not be written (the disk was full) is retried
+                # until it can: the run must not look active once its worker is gone.
+                self._unrecorded = [w for w in self._unrecorded if not self._finalize(w)]
+                await self._schedule()
+            except Exception:
+                # The store failed (disk full, read-only): keep supervising, the next
+                # round may succeed; the failure is the affected run's, not the server's.
+                log.exception("the run supervisor hit an error; carrying on")
+
+    def _unwritable(self) -> str | None:
+        """Why a worker could not write to the data folder, or None when it can."""
+        folder, db = self.store.data_dir, self.store.path
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder}: the data folder is not writable (read-only?); the run cannot start"
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if path.exists() and not os.access(path, os.W_OK):
+                return f"{path}: the database file is read-only; the run cannot start"
+        return None
+
+    def _finalize(self, w: Worker) -> bool:
+        """A worker is gone: a run it left active has crashed (nothing committed is lost).
+
+        False when the store could not record it (to be retried)."""
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        code = w.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        what = (
+            "the worker process ended without recording how (the store failed?)"
+            if code == 0
+            else f"the worker process died ({how})"
+        )
+        try:
+            crashed = self.store.set_state(
+                w.run_id,
+                "crashed",
+                only_from={"queued", "running", "paused"},
+                message=f"{what}; resume continues from the last checkpoint",
+            )
+        except StoreError as e:
+            if not w.unrecorded:  # say it once, not on every retry
+                w.unrecorded = True
+                log.error("run %s: worker exited (%s); the store failed: %s", w.run_id, how, e)
+            return False
+        if crashed:
+            log.warning("run %s crashed (%s)", w.run_id, how)
+        return True
+
+
+def _wait_answer(conn: Connection, name: str, timeout: float) -> tuple[Any, ...] | None:
+    """Block (in a thread) until the worker acknowledges `name`, finishes, or goes away."""
+    try:
+        while conn.poll(timeout):
+            msg = conn.recv()
+            if msg[0] == "done" or (msg[0] == "ack" and msg[1] == name):
+                return msg
+    except (EOFError, OSError):
+        return None
+    return None
+
+
+def _worker_alive(pid: int | None) -> bool:
+    """Is pid a live (not zombie) multiprocessing worker? False where /proc cannot tell."""
+    if not pid_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"multiprocessing" in cmdline

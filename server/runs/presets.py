@@ -1,0 +1,128 @@
+"""The presets' raw configs and texts (gradscope.server.runs.config validates them into PRESETS).
+
+The two articles come first, exactly as engine.examples runs them; then the 2-D toy sets
+and MNIST on the tensor engine, each tuned to reach a good test accuracy quickly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradscope.engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED
+
+
+def _toy(
+    name: str, hidden: list[int], activation: str, steps: int, noise: float = 0.1
+) -> dict[str, Any]:
+    return {
+        "dataset": {"name": name, "n": 400, "noise": noise, "seed": 0, "test_n": 400},
+        "model": {"hidden": hidden, "activation": activation},
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "batch_size": 32,
+        "steps": steps,
+    }
+
+
+PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
+    (
+        "napkin-average",
+        "Napkin: learn the average",
+        "The first article: one linear neuron without bias learns the average of the four "
+        "pixels of 2x2 rectangles by full-batch gradient descent; its weights walk from "
+        "0.98, 0.4, 0.86, -0.08 to 0.25 each.",
+        {
+            "engine": "scalar",
+            "dataset": {"name": "rectangles", "n": 1000, "size": 2, "seed": 0},
+            "model": {
+                "hidden": [],
+                "output": "linear",
+                "bias": False,
+                "start_weights": list(NAPKIN_START_WEIGHTS),
+            },
+            "loss": "mse",
+            "optimizer": {"name": "sgd", "lr": 0.1},
+            "steps": 300,
+        },
+        True,
+    ),
+    (
+        "micrograd-classifier",
+        "micrograd: tiny classifier",
+        "The second article: MLP(3, [4, 4, 1]) with tanh fits four samples to +-1 by plain "
+        "gradient descent on the summed squared error, every Value in the graph visible.",
+        {
+            "engine": "scalar",
+            "dataset": {"name": "tiny"},
+            "model": {"hidden": [4, 4], "activation": "tanh", "output": "tanh"},
+            "loss": "mse",
+            "reduction": "sum",
+            "optimizer": {"name": "sgd", "lr": 0.1},
+            "steps": 100,
+            "seed": TINY_SEED,
+        },
+        True,
+    ),
+    (
+        "moons",
+        "Two moons",
+        "Two interleaved half circles, separated by a small ReLU network.",
+        _toy("moons", [16, 16], "relu", 600),
+        False,
+    ),
+    (
+        "circle",
+        "Circle",
+        "A disc inside a ring: the network has to learn a closed boundary.",
+        _toy("circle", [16, 16], "relu", 600),
+        False,
+    ),
+    (
+        "xor",
+        "XOR",
+        "Opposite quadrants share a class: no straight line separates them.",
+        _toy("xor", [16, 16], "relu", 600),
+        False,
+    ),
+    (
+        "spiral",
+        "Spiral",
+        "Two interleaved spirals (less noise, or they overlap): a wider, deeper tanh "
+        "network and more steps.",
+        _toy("spiral", [32, 32, 32], "tanh", 2000, noise=0.05),
+        False,
+    ),
+    (
+        "mnist-mlp",
+        "MNIST digits",
+        "A 784-256-128-10 ReLU network reads handwritten digits: Adam, batches of 64, "
+        "3 epochs (inputs standardized), about 97.4% test accuracy.",
+        {
+            "dataset": {"name": "mnist"},
+            "model": {"hidden": [256, 128], "activation": "relu"},
+            "loss": "cross_entropy",
+            "optimizer": {"name": "adam", "lr": 1e-3},
+            "batch_size": 64,
+            "epochs": 3,
+            "record": {"checkpoint_every": 1000},
+        },
+        False,
+    ),
+    (
+        "mnist-98",
+        "MNIST digits, 98%",
+        "The model behind /draw: a wider 784-512-256-10 ReLU network, SGD with Nesterov "
+        "momentum 0.9, lr 0.02, batches of 64, 20 epochs (inputs standardized), about 98.5% "
+        "test accuracy.",
+        {
+            "dataset": {"name": "mnist"},
+            "model": {"hidden": [512, 256], "activation": "relu"},
+            "loss": "cross_entropy",
+            "optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": True},
+            "batch_size": 64,
+            "epochs": 20,
+            "record": {"checkpoint_every": 2000},
+        },
+        False,
+    ),
+]

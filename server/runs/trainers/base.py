@@ -1,0 +1,246 @@
+"""What every trainer shares: the step/epoch clock, the data order, and the events built
+from plain numpy (dataset, weights or histograms, boundary, test metrics, confusion).
+
+Engine-specific parts (the step itself, health, the graph, checkpoints) live in
+trainers_scalar.py and trainers_tensor.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gradscope.server.runs.config import RunConfig
+from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD, RunData
+from gradscope.server.runs.recording import (
+    Histograms,
+    Layer,
+    bounds_of,
+    class1_probability,
+    confusion,
+    forward,
+    grid_points,
+    json_float,
+    json_floats,
+    loss_value,
+    misclassified,
+    predict,
+    unit_images,
+)
+
+MAX_WEIGHTS = 1000  # up to this many parameters a record carries every value
+MAX_POINTS = 1000  # points in the dataset event
+IMAGE_EVERY = 1.0  # seconds between first-layer image snapshots (each is ~35 KB of JSON)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN/Inf; `op` names the op that made it, when known."""
+
+    def __init__(self, message: str, op: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.op = message, op
+
+
+def event(kind: str, step: int, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "step": step, "data": data}
+
+
+class Trainer:
+    """One run's model, data and optimizer; the worker drives it step by step."""
+
+    def __init__(self, config: RunConfig, data: RunData) -> None:
+        self.config, self.data = config, data
+        self.step = 0
+        self.steps_per_epoch = config.steps_per_epoch()
+        self.total_steps = config.total_steps()
+        self.num_parameters = config.num_parameters()
+        bs = config.batch_size
+        self._full_batch = bs is None or bs >= data.n_train
+        self._perm_epoch, self._perm = -1, np.arange(0)
+        self._ended_epoch = False
+        self._correct = self._seen = 0  # running train accuracy over the epoch so far
+        self._hist = Histograms(seed=config.seed)
+        self._bounds = bounds_of(data.x_train) if data.is_2d else None
+        self._grid: np.ndarray | None = None
+        self._images = config.dataset.name == "mnist"
+        self._last_images = -math.inf
+        # Small data sets end an epoch every few steps: their confusion matrix waits for the
+        # next snapshot (on the recording budget) instead of adding an event every epoch.
+        self._confusion: dict[str, Any] | None = None
+
+    # -- the clock and the data order ----------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs (also the index of the epoch in progress)."""
+        return self.step // self.steps_per_epoch
+
+    def epoch_finished(self) -> bool:
+        """Did the last train_step end an epoch?"""
+        return self._ended_epoch
+
+    def _batch(self) -> np.ndarray | None:
+        """Row indices of the next step's batch (None: every row, in data order).
+
+        The order depends only on (seed, epoch), so a resumed run sees the same batches.
+        """
+        if self._full_batch:
+            return None
+        epoch, pos = divmod(self.step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.config.seed, epoch])
+            self._perm, self._perm_epoch = rng.permutation(self.data.n_train), epoch
+        bs = self.config.batch_size or 0
+        return self._perm[pos * bs : (pos + 1) * bs]
+
+    def train_step(self) -> float:
+        """One optimizer update on the next batch; returns that batch's training loss."""
+        if self.step % self.steps_per_epoch == 0:
+            self._correct = self._seen = 0
+        idx = self._batch()
+        loss, out = self._train_batch(idx)
+        if self.data.y_train is not None:
+            labels = self.data.y_train if idx is None else self.data.y_train[idx]
+            self._correct += int((predict(out, self.data.target) == labels).sum())
+            self._seen += len(labels)
+        self.step += 1
+        self._ended_epoch = self.step % self.steps_per_epoch == 0
+        return loss
+
+    def _train_batch(self, idx: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """Forward, backward, check, update; returns (loss, the batch's outputs)."""
+        raise NotImplementedError
+
+    # -- engine-specific hooks -------------------------------------------------------------
+
+    def _layers(self) -> list[Layer]:
+        """The network as numpy (weight, bias, activation) triples, for evaluation."""
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, np.ndarray]:
+        """Every parameter by name, for the weights and histograms events."""
+        raise NotImplementedError
+
+    def _health(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _graph(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _graph_values(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _restore_position(self, step: int, meta: dict[str, Any]) -> None:
+        """After loading weights: the clock and the epoch's running accuracy."""
+        self.step = int(step)
+        self._correct = int(meta.get("train_correct", 0))
+        self._seen = int(meta.get("train_seen", 0))
+        self._ended_epoch = False
+
+    def _meta(self) -> dict[str, int]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_correct": self._correct,
+            "train_seen": self._seen,
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def load_checkpoint(self, path: Path) -> None:
+        raise NotImplementedError
+
+    # -- events ------------------------------------------------------------------------------
+
+    def start_events(self) -> list[dict[str, Any]]:
+        """Once at the start: the 2-D data set's points, and the computation graph."""
+        events = []
+        if self._bounds is not None and self.data.y_train is not None:
+            x, y = self.data.x_train[:MAX_POINTS], self.data.y_train[:MAX_POINTS]
+            points = np.concatenate([np.round(x.astype(np.float64), 5), y[:, None]], axis=1)
+            rows = [[a, b, int(c)] for a, b, c in points.tolist()]
+            events.append(event("dataset", self.step, {"points": rows, "bounds": self._bounds}))
+        events.append(event("graph", self.step, self._graph()))
+        return events
+
+    def record_events(self) -> list[dict[str, Any]]:
+        """The every-k-steps snapshot: weights or histograms, health, graph values, boundary."""
+        params = self._params()
+        if self.num_parameters <= MAX_WEIGHTS:
+            data: dict[str, Any] = {
+                "params": {k: json_floats(v) for k, v in params.items()},
+                "shapes": {k: list(v.shape) for k, v in params.items()},
+            }
+            events = [event("weights", self.step, data)]
+        else:
+            layers = {k: self._hist.layer(k, v) for k, v in params.items()}
+            events = [event("histograms", self.step, {"layers": layers})]
+        events.append(event("health", self.step, self._health()))
+        events.append(event("graph_values", self.step, self._graph_values()))
+        if self._bounds is not None:
+            events.append(event("boundary", self.step, self.boundary()))
+        if self._confusion is not None:
+            events.append(event("confusion", self.step, self._confusion))
+            self._confusion = None
+        now = time.monotonic()
+        if self._images and (
+            now - self._last_images >= IMAGE_EVERY or self.step >= self.total_steps
+        ):
+            self._last_images = now
+            events.append(event("first_layer", self.step, self.first_layer()))
+        return events
+
+    def first_layer(self) -> dict[str, Any]:
+        """The first layer's weights into the first units, as 28x28 images."""
+        w = self._layers()[0][0]
+        return {"shape": [28, 28], **unit_images(w)}
+
+    def test_image(self, row: int) -> np.ndarray:
+        """A test image back in 0..1 (undoing the standardisation the run applied)."""
+        x = self.data.x_test[row].astype(np.float64)
+        return x * MNIST_STD + MNIST_MEAN if self.config.dataset.standardize else x
+
+    def boundary(self) -> dict[str, Any]:
+        """P(class 1) over a grid covering the 2-D data (row-major, y outer)."""
+        assert self._bounds is not None, "only 2-D data sets have a decision boundary"
+        n = self.config.record.boundary_grid
+        if self._grid is None:
+            self._grid = grid_points(self._bounds, n).astype(self.data.x_train.dtype)
+        p = class1_probability(forward(self._layers(), self._grid), self.data.target)
+        return {"grid": n, "bounds": self._bounds, "values": json_floats(p, 4)}
+
+    def evaluate(self) -> dict[str, Any]:
+        """Test loss (and accuracy, predictions) under the current weights."""
+        d = self.data
+        out = forward(self._layers(), d.x_test)
+        result: dict[str, Any] = {
+            "test_loss": loss_value(out, d.t_test, self.config.loss, self.config.reduction)
+        }
+        if d.y_test is not None:
+            result["out"] = out
+            result["preds"] = predict(out, d.target)
+            result["test_acc"] = float((result["preds"] == d.y_test).mean())
+        return result
+
+    def epoch_events(self) -> list[dict[str, Any]]:
+        """At an epoch's end: test metrics; for MNIST the confusion matrix and the mistakes."""
+        ev = self.evaluate()
+        metrics: dict[str, Any] = {"epoch": self.epoch, "test_loss": json_float(ev["test_loss"])}
+        events = [event("metrics", self.step, metrics)]
+        if "preds" in ev and self.data.classes is not None and self.data.y_test is not None:
+            metrics["test_acc"] = ev["test_acc"]
+            if self._seen:
+                metrics["train_acc"] = self._correct / self._seen
+            matrix = confusion(self.data.y_test, ev["preds"], len(self.data.classes))
+            data = {"labels": self.data.classes, "matrix": matrix}
+            if not self._images:
+                self._confusion = data
+                return events
+            events.append(event("confusion", self.step, data))
+            wrong = misclassified(ev["out"], self.data.y_test, ev["preds"], self.test_image)
+            events.append(event("misclassified", self.step, {"shape": [28, 28], **wrong}))
+        return events

@@ -1,0 +1,147 @@
+"""Training on the tensor engine: engine.nn's MLP, engine.optim, engine.nn.functional."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradscope.engine.nn.functional as F
+import numpy as np
+from gradscope import engine
+from gradscope.engine import AnomalyError, Tensor, checkpoint, health, nn, optim
+from gradscope.engine.autograd import topological_order
+from gradscope.engine.graph import to_dict, to_dot
+from gradscope.server.runs.config import RunConfig
+from gradscope.server.runs.data import RunData
+from gradscope.server.runs.recording import Layer, json_float, mlp_layers, summary
+from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
+
+LOSSES = {
+    "mse": F.mse_loss,
+    "cross_entropy": F.cross_entropy,
+    "bce": F.binary_cross_entropy_with_logits,
+    "hinge": F.hinge_loss,
+}
+
+
+def make_optimizer(config: RunConfig, params: list[nn.Parameter]) -> optim.Optimizer:
+    o = config.optimizer
+    if o.name == "sgd":
+        return optim.SGD(
+            params,
+            lr=o.lr,
+            momentum=o.momentum,
+            nesterov=o.nesterov,
+            weight_decay=o.weight_decay or 0.0,
+        )
+    cls = optim.Adam if o.name == "adam" else optim.AdamW
+    return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+class TensorTrainer(Trainer):
+    """An nn.MLP trained on numpy batches."""
+
+    def __init__(self, config: RunConfig, data: RunData) -> None:
+        super().__init__(config, data)
+        m = config.model
+        engine.manual_seed(config.seed)
+        self.model = nn.MLP(
+            config.layer_sizes(), activation=m.activation, output_activation=m.output, bias=m.bias
+        )
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self._named = list(self.model.named_parameters())
+        self._loss_fn = partial(LOSSES[config.loss], reduction=config.reduction)
+        # The last step's loss, holding its graph (and the ReLU outputs health reads) until
+        # the next step starts; released first thing there, so memory is reused.
+        self._last_loss: Tensor | None = None
+        self._before = health.snapshot(self.model)
+
+    def _arrays(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        d = self.data
+        return (d.x_train, d.t_train) if idx is None else (d.x_train[idx], d.t_train[idx])
+
+    def _forward(self, x: np.ndarray, t: np.ndarray) -> tuple[Tensor, Tensor]:
+        out = self.model(Tensor(x, label="input"))
+        loss = self._loss_fn(out, t)
+        loss.label = "loss"
+        return out, loss
+
+    def _train_batch(self, idx: np.ndarray | None) -> tuple[float, np.ndarray]:
+        self._last_loss = None
+        x, t = self._arrays(idx)
+        # NaN/Inf is checked below and reported as TrainingDiverged, not as warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            out, loss = self._forward(x, t)
+            value = float(loss.data)
+            if not math.isfinite(value):
+                self._diverged(x, t, f"the loss is {value}")
+            self.optimizer.zero_grad()
+            loss.backward()
+            for name, p in self._named:
+                # One sum per parameter: NaN/Inf anywhere makes it non-finite (no mask).
+                if p.grad is not None and not math.isfinite(np.add.reduce(p.grad, axis=None)):
+                    self._diverged(x, t, f"the gradient of {name} holds NaN or Inf")
+            self.optimizer.step()
+        self._last_loss = loss
+        return value, out.data
+
+    def _diverged(self, x: np.ndarray, t: np.ndarray, what: str) -> None:
+        """Re-run the step under detect_anomaly to name the first op that made NaN/Inf."""
+        op, detail = None, ""
+        self.optimizer.zero_grad()
+        with engine.detect_anomaly(), np.errstate(all="ignore"):
+            try:
+                _, loss = self._forward(x, t)
+                loss.backward()
+            except AnomalyError as e:
+                op, detail = e.op, f" ({e})"
+        self.optimizer.zero_grad()
+        raise TrainingDiverged(f"training diverged at step {self.step + 1}: {what}{detail}", op)
+
+    def _graph_root(self) -> Tensor:
+        """The last step's loss; before any step, a forward/backward of the first batch."""
+        if self._last_loss is None:
+            _, loss = self._forward(*self._arrays(self._batch()))
+            self.optimizer.zero_grad()
+            with np.errstate(all="ignore"):
+                loss.backward()
+            self._last_loss = loss
+        return self._last_loss
+
+    def _graph(self) -> dict[str, Any]:
+        root = self._graph_root()
+        return {**to_dict(root), "dot": to_dot(root), "scope": "step"}
+
+    def _graph_values(self) -> dict[str, Any]:
+        nodes = topological_order(self._graph_root())  # to_dict's node order
+        return {"data": [summary(v.data) for v in nodes], "grad": [summary(v.grad) for v in nodes]}
+
+    def _layers(self) -> list[Layer]:
+        return mlp_layers(self.model)
+
+    def _params(self) -> dict[str, np.ndarray]:
+        return {name: p.data for name, p in self._named}
+
+    def _health(self) -> dict[str, Any]:
+        self._graph_root()  # dead-ReLU shares need a live forward pass
+        result = {
+            "grad_norm": health.grad_norms(self.model),
+            "update_ratio": health.update_ratios(self.model, self._before),
+            "dead_relu": health.dead_relu_fractions(self.model),
+        }
+        self._before = health.snapshot(self.model)
+        return {k: {n: json_float(v) for n, v in d.items()} for k, d in result.items()}
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Model + optimizer state + the clock, in one .npz (engine.checkpoint)."""
+        checkpoint.save_checkpoint(path, self.model, self.optimizer, meta=self._meta())
+
+    def load_checkpoint(self, path: Path) -> None:
+        meta = checkpoint.load_checkpoint(path, self.model, self.optimizer)
+        if not isinstance(meta.get("step"), int):
+            raise checkpoint.CheckpointError(f"{path} does not say which step it was taken at")
+        self._restore_position(meta["step"], meta)
+        self._last_loss = None
+        self._before = health.snapshot(self.model)

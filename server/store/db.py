@@ -1,0 +1,399 @@
+"""The SQLite store: runs and their event streams, shared by the server, its workers and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gradscope.server.store.schema import (  # noqa: F401 - re-exported
+    ACTIVE_STATES,
+    COLUMNS,
+    DB_NAME,
+    ERROR_STATES,
+    FINAL_STATES,
+    INTERRUPTED_MESSAGE,
+    MIGRATIONS,
+    PRAGMAS,
+    RESUMABLE_STATES,
+    RUN_STATES,
+    SELECT_RUN,
+    SOURCES,
+    UPDATABLE,
+    RunRecord,
+    StoreError,
+    check_run_id,
+    event_row,
+    events_from_row,
+    plain_message,
+    retry_locked,
+    to_json,
+)
+
+INSERT_CHUNK = 1000  # rows per INSERT: 7,000 bound values, far below SQLite's 32,766
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO events (run_id, seq, type, step, t, data, n) VALUES {values}"
+
+
+class Store:
+    """Runs and their events in data_dir/gradscope.db; safe to share between threads."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_NAME
+        self._lock = threading.Lock()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.data_dir}: cannot create the data folder ({exc})") from exc
+        if not os.access(self.data_dir, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.data_dir}: the data folder is not writable")
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(plain_message(self.path, exc)) from exc
+        try:
+            with self._locked() as conn:
+                for pragma in PRAGMAS:
+                    retry_locked(lambda p=pragma: conn.execute(f"PRAGMA {p}"))
+                retry_locked(self._migrate)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock; sqlite errors become StoreError naming the file."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(plain_message(self.path, exc)) from exc
+
+    @contextlib.contextmanager
+    def _begin(self, mode: str) -> Iterator[sqlite3.Connection]:
+        """One transaction on the connection (the caller holds the lock)."""
+        self._conn.execute(f"BEGIN {mode}")
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """Lock + transaction (IMMEDIATE takes the write lock up front: no upgrade deadlocks)."""
+        with self._locked(), self._begin(mode) as conn:
+            yield conn
+
+    def _migrate(self) -> None:
+        if self._version() == len(MIGRATIONS):
+            return
+        with self._begin("IMMEDIATE") as conn:
+            # Another process may have migrated while we waited for the write lock.
+            for sql in MIGRATIONS[self._version() :]:
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def _version(self) -> int:
+        """The file's schema version, refused when newer than ours."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: the database is schema version {version}, but this Gradscope only "
+                f"knows up to {len(MIGRATIONS)}; upgrade Gradscope or use another data folder"
+            )
+        return version
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE meta SET counter = counter + 1 WHERE id = 1")
+        return conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
+
+    @staticmethod
+    def _record(row: tuple) -> RunRecord:
+        values = dict(zip(COLUMNS, row))
+        values["config"] = json.loads(values["config"])
+        return RunRecord(**values)
+
+    def _get(self, conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = conn.execute(f"{SELECT_RUN} WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def _update(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+        """Write fields (already checked) + updated_at + the change counter."""
+        fields = dict(fields, updated_at=time.time(), changed=self._bump(conn))
+        if "config" in fields:
+            fields["config"] = to_json(fields["config"])
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    @staticmethod
+    def _check_fields(fields: dict[str, Any]) -> None:
+        unknown = sorted(set(fields) - UPDATABLE)
+        if unknown:
+            hint = " (use set_state for the state)" if "state" in unknown else ""
+            raise ValueError(f"cannot update run field(s) {', '.join(unknown)}{hint}")
+
+    def _set_state(
+        self, conn: sqlite3.Connection, run_id: str, state: str, message, op, traceback, only_from
+    ) -> bool:
+        row = conn.execute(
+            "SELECT state, started_at, last_seq, step FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None or (only_from is not None and row[0] not in only_from):
+            return False
+        _, started_at, last_seq, step = row
+        now = time.time()
+        fields: dict[str, Any] = {"state": state, "last_seq": last_seq + 1}
+        if state == "running" and started_at is None:
+            fields["started_at"] = now
+        if state in FINAL_STATES:
+            fields["finished_at"] = now
+        if state in ERROR_STATES:
+            fields.update(error=message, error_op=op, traceback=traceback)
+        elif state in ("queued", "running"):
+            fields.update(error=None, error_op=None, traceback=None)
+        self._update(conn, run_id, fields)
+        data = {
+            k: v for k, v in (("state", state), ("message", message), ("op", op)) if v is not None
+        }
+        conn.execute(
+            "INSERT INTO events (run_id, seq, type, step, t, data) VALUES (?, ?, 'state', ?, ?, ?)",
+            (run_id, last_seq + 1, step, now, to_json(data)),
+        )
+        return True
+
+    # -- public API -------------------------------------------------------------------------
+
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """The folder holding a run's checkpoint files (not created here)."""
+        return self.data_dir / "checkpoints" / check_run_id(run_id)
+
+    def close(self) -> None:
+        """Close the connection; later calls raise StoreError."""
+        with self._lock:
+            self._conn.close()
+
+    def create_run(
+        self, config: dict, *, preset: str | None, name: str | None, source: str, total_steps: int
+    ) -> RunRecord:
+        """Insert a new queued run with a fresh id."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+        run_id = uuid.uuid4().hex[:12]
+        name = name or f"{preset or 'run'} {run_id[:6]}"
+        now, cfg = time.time(), to_json(config)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, name, preset, config, state, source, total_steps, "
+                "created_at, updated_at, changed) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (run_id, name, preset, cfg, source, int(total_steps), now, now, self._bump(conn)),
+            )
+            return self._get(conn, run_id)  # type: ignore[return-value]
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None when there is no such run."""
+        check_run_id(run_id)
+        with self._locked() as conn:
+            return self._get(conn, run_id)
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        with self._locked() as conn:
+            rows = conn.execute(
+                f"{SELECT_RUN} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (-1 if limit is None else int(limit),),
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord | None:
+        """Set some columns (not state: see set_state); None when there is no such run."""
+        check_run_id(run_id)
+        self._check_fields(fields)
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                return None
+            self._update(conn, run_id, fields)
+            return self._get(conn, run_id)
+
+    def set_state(
+        self,
+        run_id: str,
+        state: str,
+        *,
+        message: str | None = None,
+        op: str | None = None,
+        traceback: str | None = None,
+        only_from: set[str] | None = None,
+    ) -> bool:
+        """Change the state and append its state event atomically; False if refused or unknown."""
+        check_run_id(run_id)
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        with self._tx() as conn:
+            return self._set_state(conn, run_id, state, message, op, traceback, only_from)
+
+    def append_events(self, run_id: str, events: list[dict], run_fields: dict | None = None) -> int:
+        """Append events with the next seqs (and update run_fields) in one transaction."""
+        check_run_id(run_id)
+        if run_fields:
+            self._check_fields(run_fields)
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id}")
+            first = row[0] + 1
+            rows, last = [], first - 1
+            for e in events:
+                last += e.get("n", 1)  # a packed event takes n seqs; its row has the last
+                rows.append(event_row(run_id, last, e, now))
+            # Multi-row INSERTs: one sqlite3_step per chunk rather than per row, so a
+            # commit from a writer thread gives up and retakes the GIL a few times, not
+            # once per event (each retake can wait for the training thread's switch).
+            for i in range(0, len(rows), INSERT_CHUNK):
+                chunk = rows[i : i + INSERT_CHUNK]
+                conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+            if events or run_fields:
+                self._update(conn, run_id, {**(run_fields or {}), "last_seq": last})
+            return last
+
+    def events(
+        self,
+        run_id: str,
+        since: int = 0,
+        limit: int | None = None,
+        types: Iterable[str] | None = None,
+    ) -> list[dict]:
+        """Events with seq > since, ordered by seq, optionally only some types (at most limit)."""
+        check_run_id(run_id)
+        # A packed row is keyed by its last seq, so `seq > since` finds every row that holds
+        # an event past since; the ones at or before it are dropped after unpacking.
+        sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND seq > ?"
+        params: list[Any] = [run_id, int(since)]
+        if types is not None:
+            types = list(types)
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            params += types
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(-1 if limit is None else int(limit))
+        with self._locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        events = [e for row in rows for e in events_from_row(row)]
+        if rows and rows[0][5] > 1:
+            events = [e for e in events if e["seq"] > since]
+        return events if limit is None else events[: int(limit)]
+
+    def latest_event(self, run_id: str, type: str, at_step: int | None = None) -> dict | None:
+        """The event of this type with the greatest step <= at_step (ties: the latest seq).
+
+        Meant for snapshot types, which are never packed (of a packed row: its last event).
+        """
+        check_run_id(run_id)
+        sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND type = ?"
+        params: list[Any] = [run_id, type]
+        if at_step is not None:
+            sql += " AND step <= ?"
+            params.append(int(at_step))
+        with self._locked() as conn:
+            row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", params).fetchone()
+        return None if row is None else events_from_row(row)[-1]
+
+    def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """Each known run's last seq (unknown ids are left out)."""
+        ids = [check_run_id(r) for r in run_ids]
+        out: dict[str, int] = {}
+        with self._locked() as conn:
+            for i in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
+                chunk = ids[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT id, last_seq FROM runs WHERE id IN ({marks})"
+                out.update(conn.execute(sql, chunk).fetchall())
+        return out
+
+    def change_counter(self) -> int:
+        """A counter bumped by every run create, update, state change, event append and delete."""
+        with self._locked() as conn:
+            return conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
+
+    def runs_changed_since(self, counter: int) -> tuple[int, list[RunRecord], list[str]]:
+        """(current counter, runs changed after counter, ids deleted after counter)."""
+        with self._tx("DEFERRED") as conn:  # one snapshot for all three reads
+            now = conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
+            rows = conn.execute(
+                f"{SELECT_RUN} WHERE changed > ? ORDER BY changed", (counter,)
+            ).fetchall()
+            deleted = conn.execute(
+                "SELECT id FROM deleted_runs WHERE changed > ? ORDER BY changed", (counter,)
+            ).fetchall()
+        return now, [self._record(r) for r in rows], [r[0] for r in deleted]
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run, its events and its checkpoint files; True if it existed."""
+        check_run_id(run_id)
+        with self._tx() as conn:
+            existed = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+            if existed:
+                conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                conn.execute(
+                    "INSERT OR REPLACE INTO deleted_runs (id, changed) VALUES (?, ?)",
+                    (run_id, self._bump(conn)),
+                )
+        shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+        return existed
+
+    def mark_interrupted(self) -> list[str]:
+        """Running/paused runs whose worker process is gone become "interrupted"; their ids."""
+        marked = []
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, pid FROM runs WHERE state IN ('running', 'paused')"
+            ).fetchall()
+            for run_id, pid in rows:
+                if pid_alive(pid):
+                    continue  # e.g. a `gradscope train` still running beside the server
+                self._set_state(conn, run_id, "interrupted", INTERRUPTED_MESSAGE, None, None, None)
+                marked.append(run_id)
+        return marked
+
+    def integrity_check(self) -> str:
+        """PRAGMA integrity_check's verdict ("ok" when healthy)."""
+        with self._locked() as conn:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(r[0] for r in rows)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Is pid a live process other than this one?"""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

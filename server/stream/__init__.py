@@ -1,0 +1,1 @@
+"""Live streaming: the hub tails the store and fans committed events out to websocket clients."""

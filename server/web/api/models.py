@@ -1,0 +1,114 @@
+"""Pydantic models for every REST request and response."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from gradscope.server.runs.config import RunConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+SnapshotKind = Literal[
+    "weights",
+    "histograms",
+    "health",
+    "graph",
+    "graph_values",
+    "boundary",
+    "confusion",
+    "dataset",
+    "first_layer",
+    "misclassified",
+]
+
+
+class RunCreate(BaseModel):
+    """Start a run from a preset, a config, or a preset with config overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: str | None = Field(None, description="preset name (GET /api/presets)", max_length=64)
+    config: dict[str, Any] | None = Field(
+        None, description="config fields; with a preset, overrides merged into its config"
+    )
+    name: str | None = Field(None, description="a name to show in the run list", max_length=200)
+
+
+class Run(BaseModel):
+    """A run as stored: its config, state and progress."""
+
+    id: str
+    name: str
+    preset: str | None
+    config: dict[str, Any]
+    state: str = Field(
+        description="queued|running|paused|finished|stopped|failed|crashed|interrupted"
+    )
+    source: str = Field(description="server (REST) or cli (gradscope train)")
+    step: int
+    epoch: int
+    total_steps: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    error: str | None
+    error_op: str | None = Field(description="the op that produced NaN/Inf, when one did")
+    traceback: str | None
+    pid: int | None
+    checkpoint: str | None
+    checkpoint_step: int | None
+    last_seq: int = Field(description="sequence number of the run's last committed event")
+
+
+class RunList(BaseModel):
+    runs: list[Run]
+
+
+class StepRequest(BaseModel):
+    """Advance a paused run by exactly n steps."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(1, ge=1, le=1_000_000, description="how many steps")
+
+
+class Preset(BaseModel):
+    name: str
+    title: str
+    description: str
+    featured: bool
+    config: RunConfig
+
+
+class PresetList(BaseModel):
+    presets: list[Preset]
+
+
+class Series(BaseModel):
+    step: list[int]
+    value: list[float | str]
+    seq: list[int]
+
+
+class Metrics(BaseModel):
+    """Metric series of a run (train_loss every step, test_* every epoch)."""
+
+    run_id: str
+    since: int
+    last_seq: int
+    series: dict[str, Series]
+
+
+class Snapshot(BaseModel):
+    """The latest recorded event of one kind at or before a step."""
+
+    run_id: str
+    kind: str
+    step: int
+    seq: int
+    t: float
+    data: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """An error answer: what went wrong, in words."""
+
+    detail: Any

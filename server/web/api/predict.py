@@ -1,0 +1,266 @@
+"""/api/predict: a drawn digit (an image or 28x28 pixels) in, the model's ten probabilities out.
+
+The body is read here, not by FastAPI, because one route takes four content types:
+application/json (`PixelsRequest`), multipart/form-data (a `file` field), and a raw
+image/png or image/jpeg body. OpenAPI documents all four (`REQUEST_BODY`). Multipart is
+parsed with the standard library's email parser (no extra dependency). The work itself
+(decoding, preprocessing, the forward pass) runs in the thread pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.errors import MessageError
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from gradscope.server.digits import preprocess as digits
+from gradscope.server.digits.models import ModelCache, ModelError
+from gradscope.server.store import Store
+from gradscope.server.web.api.deps import StoreDep
+from gradscope.server.web.api.models import Problem
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+router = APIRouter(prefix="/api", tags=["predict"])
+MULTIPART_SLACK = 16 * 1024  # boundaries and part headers around a 1 MB file
+IMAGE_TYPES = set(digits.FORMATS.values())
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (404, 409, 413, 415, 422, 503)
+}
+MODEL_QUERY = Query(
+    max_length=64, description="'bundled' (the default) or the id of a finished MNIST run"
+)
+
+
+# The shapes and range in the schema too, so clients (and fuzzers) know what is accepted;
+# a value that breaks them is named by digits.pixels_array in the 422.
+Pixel = Annotated[float, Field(ge=0, le=1)]
+Flat = Annotated[list[Pixel], Field(min_length=digits.SIDE**2, max_length=digits.SIDE**2)]
+Row = Annotated[list[Pixel], Field(min_length=digits.SIDE, max_length=digits.SIDE)]
+Rows = Annotated[list[Row], Field(min_length=digits.SIDE, max_length=digits.SIDE)]
+
+
+class PixelsRequest(BaseModel):
+    """A digit as pixel values: 784 numbers or 28 rows of 28, each in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid")
+    pixels: Flat | Rows = Field(
+        description="784 values (row-major) or 28 rows of 28; 0 is background, 1 full ink "
+        "(either polarity: a light background is inverted)",
+    )
+    model: str | None = Field(
+        None, max_length=64, description="'bundled' (default) or a finished MNIST run's id"
+    )
+    preprocess: bool = Field(
+        True,
+        description="frame the digit like MNIST (crop, scale to 20 px, centre by mass); "
+        "false: the pixels already are an MNIST digit (white on black, framed)",
+    )
+
+
+class Prediction(BaseModel):
+    """What the model thinks the digit is, and what it saw."""
+
+    digit: int = Field(ge=0, le=9, description="the most probable digit")
+    probabilities: list[float] = Field(description="P(digit) for 0..9 (softmax), summing to 1")
+    model: str = Field(description="the model that answered")
+    input: list[list[float]] = Field(
+        description="the preprocessed 28x28 image the model saw, 0..1, white on black "
+        "(before the model's own mean/std normalisation)"
+    )
+
+
+class ModelInfo(BaseModel):
+    """A model the picker offers."""
+
+    id: str = Field(description="'bundled' or a run id: pass it as `model`")
+    name: str
+    kind: str = Field(description="bundled (ships with Gradscope) or run (a finished MNIST run)")
+    preset: str | None = None
+    step: int | None = None
+    sizes: list[int] | None = Field(None, description="layer widths, 784 ... 10")
+    test_acc: float | None = Field(None, description="MNIST test accuracy, when known")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+_IMAGE_SCHEMA = {"type": "string", "format": "binary"}
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": PixelsRequest.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {**_IMAGE_SCHEMA, "description": "a PNG or JPEG, at most 1 MB"},
+                    "model": {"type": "string", "description": "as the `model` query parameter"},
+                },
+                "required": ["file"],
+            }
+        },
+        "image/png": {"schema": _IMAGE_SCHEMA},
+        "image/jpeg": {"schema": _IMAGE_SCHEMA},
+    },
+}
+
+
+def _cache(request: Request) -> ModelCache:
+    state = request.app.state
+    if getattr(state, "digit_models", None) is None:
+        state.digit_models = ModelCache()
+    return state.digit_models
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, _too_large(int(declared)))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, _too_large(size))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int) -> str:
+    return f"the upload is over {digits.MAX_BYTES:,} bytes ({size:,}); send a smaller image"
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
+    """(the `file` field's bytes, the `model` field if any) of a multipart/form-data body."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+    data, model = None, None
+    try:
+        message = BytesParser(policy=HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            raise digits.DigitError(422, "a multipart body without parts (is the boundary right?)")
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name == "file":
+                data = part.get_payload(decode=True) or b""
+            elif name == "model":
+                model = (part.get_payload(decode=True) or b"").decode("utf-8", "replace").strip()
+    except (ValueError, TypeError, LookupError, MessageError) as e:
+        raise digits.DigitError(422, f"the multipart body cannot be read: {e}") from None
+    if data is None:
+        raise digits.DigitError(422, "the multipart form has no `file` field with the image")
+    return data, model or None
+
+
+def _pixels_request(body: bytes) -> PixelsRequest:
+    """The JSON body as a PixelsRequest (NaN and Infinity reach the pixel check, by name)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise digits.DigitError(422, f"the body is not valid JSON: {e}") from None
+    try:
+        return PixelsRequest.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        if where.startswith("pixels"):
+            where = "pixels"  # the union's branches make the location noisy
+            if isinstance(data, dict) and isinstance(data.get("pixels"), list):
+                digits.pixels_array(data["pixels"])  # names the offending value when it can
+        raise digits.DigitError(422, f"{where}: {err['msg']}") from None
+
+
+def _predict(
+    cache: ModelCache, store: Store, model_id: str | None, image: bytes | None, req: Any
+) -> tuple[Prediction, float, float]:
+    """(the prediction, preprocessing ms, forward ms); DigitError or ModelError otherwise."""
+    model = cache.get(store, model_id)
+    t0 = time.perf_counter()
+    if image is not None:
+        digit = digits.preprocess(digits.decode_image(image))
+    else:
+        array = digits.pixels_array(req.pixels)
+        if req.preprocess:
+            digit = digits.preprocess(array)
+        elif float(array.max()) < digits.BLANK_PEAK:
+            raise digits.DigitError(422, "nothing drawn: every pixel is background")
+        else:
+            digit = array
+    t1 = time.perf_counter()
+    probs = model.probabilities(digit)
+    t2 = time.perf_counter()
+    prediction = Prediction(
+        digit=int(probs.argmax()),
+        probabilities=probs.tolist(),
+        model=model.id,
+        input=np.round(digit.astype(np.float64), 3).tolist(),
+    )
+    return prediction, (t1 - t0) * 1000, (t2 - t1) * 1000
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=ERRORS,
+    openapi_extra={"requestBody": REQUEST_BODY},
+)
+async def predict(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    model: Annotated[str | None, MODEL_QUERY] = None,
+) -> Prediction:
+    """Classify a drawn digit: a PNG/JPEG (multipart `file` or raw body) or JSON pixels.
+
+    The image is framed like MNIST (see server/digits.py) before the model sees it; the
+    answer carries that 28x28 input. Errors: 422 nothing drawn, not an image, bad pixels;
+    413 over 1 MB or too many pixels; 415 another content type; 404 unknown model; 409 a
+    run that is not a finished MNIST run. The Server-Timing header gives the preprocessing
+    and forward-pass times.
+    """
+    content_type = request.headers.get("content-type", "")
+    kind = content_type.split(";")[0].strip().lower()
+    image: bytes | None = None
+    req: PixelsRequest | None = None
+    try:
+        if kind == "multipart/form-data":
+            image, field_model = _multipart(
+                content_type, await _body(request, digits.MAX_BYTES + MULTIPART_SLACK)
+            )
+            if len(image) > digits.MAX_BYTES:
+                raise HTTPException(413, _too_large(len(image)))
+            model = field_model or model
+        elif kind in IMAGE_TYPES:
+            image = await _body(request, digits.MAX_BYTES)
+        elif kind == "application/json" or kind.endswith("+json"):
+            req = _pixels_request(await _body(request, digits.MAX_BYTES))
+            model = req.model or model
+        else:
+            raise HTTPException(
+                415,
+                f"unsupported content type {kind or '(none)'!r}: send image/png, image/jpeg, "
+                'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
+            )
+        result, pre_ms, fwd_ms = await run_in_threadpool(
+            _predict, _cache(request), store, model, image, req
+        )
+    except (digits.DigitError, ModelError) as e:
+        raise HTTPException(e.status, e.message) from None
+    response.headers["Server-Timing"] = f"preprocess;dur={pre_ms:.3f}, forward;dur={fwd_ms:.3f}"
+    return result
+
+
+@router.get("/models", response_model=ModelList, responses={503: {"model": Problem}})
+async def list_models(request: Request, store: StoreDep) -> ModelList:
+    """The models /draw can use: the bundled one, then each finished MNIST run."""
+    try:
+        models = await run_in_threadpool(_cache(request).listing, store)
+    except ModelError as e:
+        raise HTTPException(e.status, e.message) from None
+    return ModelList(models=[ModelInfo(**m) for m in models])

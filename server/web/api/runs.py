@@ -1,0 +1,214 @@
+"""/api/runs: create, list, inspect, control, delete and export runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from gradscope.server.runs.config import ConfigError, field_path
+from gradscope.server.runs.manager import RunError
+from gradscope.server.store import RunRecord
+from gradscope.server.store.export import export_csv, export_json, metrics_series
+from gradscope.server.web.api.deps import (
+    SQLITE_MAX_INT,
+    ManagerDep,
+    RunDep,
+    RunRateDep,
+    SettingsDep,
+    StoreDep,
+)
+from gradscope.server.web.api.models import (
+    Metrics,
+    Problem,
+    Run,
+    RunCreate,
+    RunList,
+    Snapshot,
+    SnapshotKind,
+    StepRequest,
+)
+from gradscope.server.web.limits import retry_after
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+# 503: the store failed (app.py's StoreError handler).
+ERRORS = {code: {"model": Problem} for code in (404, 409, 422, 503)}
+EXPORT_CONTENT = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "object"}},
+}
+# A body FastAPI cannot read (not UTF-8) is 400; one over GRADSCOPE_MAX_BODY_BYTES is 413
+# before it reaches a route (server/limits.py).
+BODY_ERRORS = {**ERRORS, 400: {"model": Problem}, 413: {"model": Problem}}
+CREATE_ERRORS = {
+    **BODY_ERRORS,
+    429: {
+        "model": Problem,
+        "description": "too many runs created this minute, or the queue is full",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds until another run may be created (rate limit only)",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
+
+
+def _run(record: RunRecord) -> Run:
+    return Run(**record.to_dict())
+
+
+def _raise(e: RunError) -> HTTPException:
+    return HTTPException(e.status, e.message)
+
+
+@router.post("", status_code=201, response_model=Run, responses=CREATE_ERRORS)
+async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> Run:
+    """Queue a run; it starts as soon as a worker slot is free.
+
+    429 when GRADSCOPE_MAX_RUNS_PER_MINUTE runs were created in the last minute (with
+    Retry-After) or GRADSCOPE_MAX_QUEUE runs are already waiting.
+    """
+    try:
+        config = manager.resolve(body.preset, body.config)
+    except ConfigError as e:
+        where = ["preset"] if e.field == "preset" else ["config", *field_path(e.field)]
+        loc = ["body", *where]
+        raise HTTPException(
+            422, [{"loc": loc, "msg": e.message, "type": "value_error", "field": e.field}]
+        ) from None
+    wait = rate.acquire()
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"too many runs created: at most {rate.limit} a minute "
+            f"(GRADSCOPE_MAX_RUNS_PER_MINUTE); try again in {retry_after(wait)} s",
+            headers={"Retry-After": retry_after(wait)},
+        )
+    try:
+        return _run(await manager.create(config, body.preset, body.name))
+    except RunError as e:
+        rate.release()  # no run was created
+        raise _raise(e) from None
+
+
+@router.get("", response_model=RunList)
+def list_runs(store: StoreDep) -> RunList:
+    """All runs, newest first."""
+    return RunList(runs=[_run(r) for r in store.list_runs()])
+
+
+@router.get("/{run_id}", response_model=Run, responses=ERRORS)
+def get_run(run: RunDep) -> Run:
+    return _run(run)
+
+
+async def _control(action: str, run: RunRecord, manager: ManagerDep, n: int = 0) -> Run:
+    try:
+        if action == "pause":
+            return _run(await manager.pause(run.id))
+        if action == "resume":
+            return _run(await manager.resume(run.id))
+        if action == "stop":
+            return _run(await manager.stop(run.id))
+        return _run(await manager.step(run.id, n))
+    except RunError as e:
+        raise _raise(e) from None
+
+
+@router.post("/{run_id}/pause", response_model=Run, responses=ERRORS)
+async def pause_run(run: RunDep, manager: ManagerDep) -> Run:
+    """Pause a running run after its current step."""
+    return await _control("pause", run, manager)
+
+
+@router.post("/{run_id}/resume", response_model=Run, responses=ERRORS)
+async def resume_run(run: RunDep, manager: ManagerDep) -> Run:
+    """Resume a paused run, or continue an interrupted/crashed one from its last checkpoint."""
+    return await _control("resume", run, manager)
+
+
+@router.post("/{run_id}/stop", response_model=Run, responses=ERRORS)
+async def stop_run(run: RunDep, manager: ManagerDep) -> Run:
+    """Stop a run for good (a final checkpoint is written)."""
+    return await _control("stop", run, manager)
+
+
+@router.post("/{run_id}/step", response_model=Run, responses=BODY_ERRORS)
+async def step_run(
+    run: RunDep, manager: ManagerDep, settings: SettingsDep, body: StepRequest | None = None
+) -> Run:
+    """Advance a paused run by n steps (at most GRADSCOPE_MAX_STEP_REQUEST); it stays paused."""
+    n = (body or StepRequest()).n
+    if n > settings.max_step_request:
+        msg = f"at most {settings.max_step_request:,} steps a request (GRADSCOPE_MAX_STEP_REQUEST)"
+        raise HTTPException(
+            422, [{"loc": ["body", "n"], "msg": msg, "type": "value_error", "field": "n"}]
+        )
+    return await _control("step", run, manager, n)
+
+
+@router.delete("/{run_id}", status_code=204, responses=ERRORS)
+async def delete_run(run: RunDep, manager: ManagerDep) -> Response:
+    """Delete a run and its history (an active run is stopped first)."""
+    try:
+        await manager.delete(run.id)
+    except RunError as e:
+        raise _raise(e) from None
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/metrics", response_model=Metrics, responses=ERRORS)
+def get_metrics(
+    run: RunDep,
+    store: StoreDep,
+    since: Annotated[
+        int, Query(ge=0, le=SQLITE_MAX_INT, description="only events after this seq")
+    ] = 0,
+    names: Annotated[str | None, Query(description="comma-separated metric names")] = None,
+) -> Metrics:
+    """Metric series after `since`: train_loss every step, test figures every epoch."""
+    events = store.events(run.id, since=since, types=("metrics",))
+    wanted = [n for n in names.split(",") if n] if names else None
+    return Metrics(
+        run_id=run.id, since=since, last_seq=run.last_seq, series=metrics_series(events, wanted)
+    )
+
+
+@router.get("/{run_id}/snapshots/{kind}", response_model=Snapshot, responses=ERRORS)
+def get_snapshot(
+    run: RunDep,
+    kind: SnapshotKind,
+    store: StoreDep,
+    at: Annotated[
+        int | None,
+        Query(ge=0, le=SQLITE_MAX_INT, description="the latest at or before this step"),
+    ] = None,
+) -> Snapshot:
+    """What the run recorded of one kind, as of a step (default: the latest)."""
+    event = store.latest_event(run.id, kind, at_step=at)
+    if event is None:
+        where = "" if at is None else f" at or before step {at}"
+        raise HTTPException(404, f"run {run.id} has no {kind} snapshot{where}")
+    return Snapshot(
+        run_id=run.id,
+        kind=kind,
+        step=event["step"],
+        seq=event["seq"],
+        t=event["t"],
+        data=event["data"],
+    )
+
+
+@router.get(
+    "/{run_id}/export",
+    responses={**ERRORS, 200: {"description": "CSV or JSON", "content": EXPORT_CONTENT}},
+)
+def export_run(run: RunDep, store: StoreDep, format: Literal["csv", "json"] = "csv") -> Response:
+    """Download the run: CSV of its metrics, or JSON of the run and every event."""
+    filename = f"gradscope-{run.id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "csv":
+        return Response(export_csv(store, run.id), media_type="text/csv", headers=headers)
+    return JSONResponse(export_json(store, run.id), headers=headers)

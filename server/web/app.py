@@ -1,0 +1,96 @@
+"""The FastAPI application: `create_app()` and the lifespan that owns store, manager and hub."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from gradscope.server import STATIC_DIR
+from gradscope.server.runs.manager import RunManager
+from gradscope.server.settings import Settings
+from gradscope.server.store import Store, StoreError
+from gradscope.server.stream.hub import Hub
+from gradscope.server.web import pages, security
+from gradscope.server.web.api import predict, presets, runs, ws
+from gradscope.server.web.limits import BodyLimitMiddleware, SlidingWindow
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+log = logging.getLogger("gradscope")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the store opens and the run manager and hub start in the lifespan."""
+    settings = settings or Settings.from_env()
+    if security.token_required(settings) and not settings.token:
+        # `gradscope serve` makes and prints the token; another server running the app
+        # only has the log to show it.
+        settings = security.with_token(settings)
+        log.warning("Gradscope needs a token here: open %s", security.start_urls(settings)[0])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.data_dir)
+        manager = RunManager(store, settings)
+        hub = Hub(store, settings)
+        app.state.settings, app.state.store = settings, store
+        app.state.manager, app.state.hub = manager, hub
+        await manager.start()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.close()
+            await manager.close()
+            store.close()
+
+    app = FastAPI(
+        title="Gradscope",
+        description="Watch a neural network learn: runs, metrics and live streams.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route on the path only (GET /api/runs and
+            # POST /api/runs are two routes): list every method the path takes.
+            allowed = {
+                m
+                for route in app.router.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+                for m in route.methods
+            }
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": f"the run store failed: {exc}"}, status_code=503)
+
+    app.include_router(presets.router)
+    app.include_router(runs.router)
+    app.include_router(ws.router)
+    app.include_router(predict.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.run_rate = SlidingWindow(settings.max_runs_per_minute)
+    # The last added runs first: CORS (answers preflights), then security, then body size.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(security.SecurityMiddleware, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    return app
