@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.setrecursionlimit(10_000)  # the article's recursive topological sort needs headroom
 
 import micrograd_reference as ref  # noqa: E402
+
 from gradscope.engine.examples import TINY_XS, TINY_YS, TinyClassifier  # noqa: E402
 
 

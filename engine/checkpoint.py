@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.nn import Module, _atomic_write
 from gradscope.engine.optim import LRScheduler, Optimizer
 

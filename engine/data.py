@@ -13,9 +13,10 @@ from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import DTypeLike
+
 from gradscope.engine.examples import TINY_XS, TINY_YS
 from gradscope.engine.mnist import MnistError, load_mnist, mnist_dir, read_idx
-from numpy.typing import DTypeLike
 
 __all__ = [
     "TOY_DATASETS",

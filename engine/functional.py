@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.autograd import accumulate as _accumulate
 from gradscope.engine.tensor import Tensor, _make
 

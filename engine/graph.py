@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.scalar import Value
 from gradscope.engine.tensor import Tensor

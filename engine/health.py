@@ -5,6 +5,7 @@ dead ReLU units. (NaN/Inf detection that names the op is engine.detect_anomaly.)
 from __future__ import annotations
 
 import numpy as np
+
 from gradscope.engine.nn import Module, ReLU
 
 

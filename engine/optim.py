@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine import blas
 from gradscope.engine.tensor import Tensor
 

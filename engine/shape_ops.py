@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.autograd import accumulate as _accumulate
 from gradscope.engine.tensor import Tensor, _make
 

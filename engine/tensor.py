@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.autograd import AnomalyError, _State, backward_order, unbroadcast
 from gradscope.engine.autograd import accumulate as _accumulate
 

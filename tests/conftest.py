@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from gradscope.engine.mnist import FILES
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"

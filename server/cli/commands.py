@@ -71,6 +71,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C."""
     import uvicorn
+
     from gradscope.server.store import Store, StoreError
     from gradscope.server.web.app import create_app
     from gradscope.server.web.security import start_urls, token_required, with_token

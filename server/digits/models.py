@@ -5,7 +5,7 @@ normalisation, where it came from), written by `gradscope export-model`; loading
 store and no training. A run's model is its final checkpoint: the run is looked up in the
 store and the file is the store's checkpoint folder plus the name its last checkpoint event
 recorded, never a path built from the request. Every file is read with allow_pickle=False.
-The forward pass is plain numpy (`gradscope.server.runs.recording.forward`).
+The forward pass is plain numpy (`gradscope.engine.inference.forward`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine import nn
+from gradscope.engine.inference import Layer, forward, mlp_layers, softmax_rows
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
-from gradscope.server.runs.recording import Layer, forward, mlp_layers, softmax_rows
 from gradscope.server.store import RunRecord, Store
 
 BUNDLED_ID = "bundled"

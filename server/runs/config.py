@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from gradscope.engine.examples import TINY_XS
 from gradscope.server.runs.presets import PRESET_SPECS
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DatasetName = Literal["rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "mnist"]
 TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")

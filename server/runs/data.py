@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
+
 from gradscope.engine import data
 from gradscope.server.runs.config import TOY_2D, RunConfig
-from numpy.typing import DTypeLike
 
 # Generated test sets use the data seed shifted past every seed a config can hold, so a
 # test set never equals the training set of another seed.

@@ -12,6 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
 from gradscope.server import STATIC_DIR
 from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
@@ -20,8 +23,6 @@ from gradscope.server.stream.hub import Hub
 from gradscope.server.web import pages, security
 from gradscope.server.web.api import predict, presets, runs, ws
 from gradscope.server.web.limits import BodyLimitMiddleware, SlidingWindow
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 log = logging.getLogger("gradscope")
 

@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
 from gradscope.server import STATIC_DIR, TEMPLATES_DIR
 from gradscope.server.runs.config import PRESETS
 from gradscope.server.web.api.deps import RUN_ID_PATTERN, StoreDep

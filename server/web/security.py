@@ -22,10 +22,11 @@ import socket
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode
 
-from gradscope.server.settings import Settings
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gradscope.server.settings import Settings
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 OPEN_PREFIX = "/static/"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gradscope.engine import data, examples
 from gradscope.engine.data import (
     TOY_DATASETS,

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from gradscope.engine.examples import NapkinAverage, TinyClassifier, rectangles
 from gradscope.engine.scalar import Value, topological_order
 

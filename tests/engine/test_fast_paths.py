@@ -3,10 +3,11 @@ BLAS axpy in SGD, the fused cross-entropy gradient, the leaf-skipping backward w
 
 from __future__ import annotations
 
-import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import Tensor, blas, nn, optim
 from gradscope.engine.autograd import backward_order, topological_order

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
-from gradscope import engine
-from gradscope.engine import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import gradscope.engine.nn.functional as F
+from gradscope import engine
+from gradscope.engine import Tensor
 
 T64 = np.float64
 

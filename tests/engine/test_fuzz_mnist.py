@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gradscope.engine import nn, optim
 from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gradscope.engine.mnist import SPLITS, MnistError, load_mnist, read_idx
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+
 from gradscope.engine import Value
 from gradscope.engine.graph import to_dict, to_dot
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import Tensor, health, nn, optim
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradscope.engine.mnist import FILES, SHA256, MnistError, load_mnist, mnist_dir, read_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gradscope.engine.mnist import FILES, SHA256, MnistError, load_mnist, mnist_dir, read_idx
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gradscope.engine.nn.functional as F
 import numpy as np
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import Tensor, nn, optim
 from gradscope.engine.mnist import load_mnist

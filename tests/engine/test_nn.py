@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import Tensor, nn
 

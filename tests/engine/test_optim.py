@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import gradscope.engine.nn.functional as F
 import numpy as np
 import pytest
 import torch
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import Tensor, nn, optim
 from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+
 from gradscope.engine import Value
 from gradscope.engine.scalar import MLP, Layer, Neuron, topological_order
 

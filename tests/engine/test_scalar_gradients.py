@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from gradscope.engine import Value
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gradscope.engine import Value
 
 Fn = Callable[[Sequence], object]
 

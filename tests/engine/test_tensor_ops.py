@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from gradscope import engine
-from gradscope.engine import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from gradscope import engine
+from gradscope.engine import Tensor
 
 Fn = Callable[[Sequence], object]
 

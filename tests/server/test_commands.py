@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from gradscope.server.cli import main
-
 from tests.server.conftest import ROOT, Server, step_metrics, watch
 
 

@@ -6,6 +6,9 @@ import json
 import tracemalloc
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gradscope.engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED, NapkinAverage, TinyClassifier
 from gradscope.server.runs.config import (
     PRESETS,
@@ -17,8 +20,6 @@ from gradscope.server.runs.config import (
     resolve_config,
     validate_config,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 LIMITS = {"max_parameters": 10_000_000, "max_steps": 1_000_000}
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gradscope.engine.mnist import FILES
 
+from gradscope.engine.mnist import FILES
 from tests.server.confined import (
     ConfinedServer,
     as_unprivileged,

@@ -13,6 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.runs.config import (
     PRESETS,
@@ -23,12 +29,6 @@ from gradscope.server.runs.config import (
     validate_config,
 )
 from gradscope.server.web.api.ws import _parse_since
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-from PIL import Image
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
-
 from tests.server.conftest import Server, live_server
 
 FAST = settings(max_examples=200, deadline=None)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gradscope.server.runs.config import resolve_config
-from gradscope.server.settings import Settings
-from gradscope.server.web.limits import SlidingWindow, retry_after
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.settings import Settings
+from gradscope.server.web.limits import SlidingWindow, retry_after
 from tests.server.conftest import Server
 from tests.server.test_security import AnyAnswerServer, started
 

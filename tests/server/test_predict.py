@@ -9,14 +9,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
 from gradscope.engine.data import load_mnist
+from gradscope.engine.inference import forward
 from gradscope.server.cli import main
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.digits.models import BUNDLED_BASE, load_bundled
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
-from gradscope.server.runs.recording import forward
-from PIL import Image
-
 from tests.server.conftest import Server, live_server
 
 DRAWN = 1000  # MNIST test digits sent through the drawing path

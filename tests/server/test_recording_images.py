@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from gradscope.engine.mnist import load_mnist
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.runs.recording import misclassified, unit_images

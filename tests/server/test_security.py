@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from gradscope.server.settings import Settings
-from gradscope.server.web.security import HostAllowList, is_loopback, token_required, with_token
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from gradscope.server.settings import Settings
+from gradscope.server.web.security import HostAllowList, is_loopback, token_required, with_token
 from tests.server.conftest import Server
 
 EVIL = "http://evil.example"

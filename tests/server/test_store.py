@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gradscope.server.store import Store, StoreError
 from gradscope.server.store.schema import (
     INTERRUPTED_MESSAGE,

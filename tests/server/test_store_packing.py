@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.runs.trainers import build_trainer
 from gradscope.server.runs.worker import TrainingLoop

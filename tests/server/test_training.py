@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from gradscope.engine.checkpoint import CheckpointError
 from gradscope.engine.examples import NapkinAverage, TinyClassifier
 from gradscope.engine.graph import to_dict
+from gradscope.engine.inference import forward
 from gradscope.server.runs.config import RunConfig, resolve_config
-from gradscope.server.runs.recording import forward
 from gradscope.server.runs.trainers import (
     ScalarTrainer,
     TensorTrainer,

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.runs.trainers import build_trainer
 from gradscope.server.runs.worker import TrainingLoop

@@ -7,7 +7,6 @@ from typing import Any
 
 from gradscope.engine.examples import TinyClassifier
 from gradscope.engine.graph import to_dict
-
 from tests.server.conftest import Server
 
 TIMEOUT = 90_000  # ms

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gradscope.server.store import Store
 
+from gradscope.server.store import Store
 from tests.server.conftest import Server
 from tests.static.conftest import CHROMIUM, FLAGS
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import load_run_data
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged

@@ -13,21 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradscope.engine.inference import Layer, class1_probability, forward, loss_value, predict
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD, RunData
 from gradscope.server.runs.recording import (
     Histograms,
-    Layer,
     bounds_of,
-    class1_probability,
     confusion,
-    forward,
     grid_points,
     json_float,
     json_floats,
-    loss_value,
     misclassified,
-    predict,
     unit_images,
 )
 

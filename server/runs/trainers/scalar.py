@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.checkpoint import CheckpointError
 from gradscope.engine.graph import to_dict, to_dot
+from gradscope.engine.inference import Layer
 from gradscope.engine.nn import _atomic_write
 from gradscope.engine.scalar import MLP, Neuron, Value
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import RunData
-from gradscope.server.runs.recording import Layer, json_float
+from gradscope.server.runs.recording import json_float
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
 
 FORMAT = "gradscope-scalar-checkpoint"

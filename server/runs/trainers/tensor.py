@@ -7,15 +7,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gradscope.engine.nn.functional as F
 import numpy as np
+
+import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import AnomalyError, Tensor, checkpoint, health, nn, optim
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.graph import to_dict, to_dot
+from gradscope.engine.inference import Layer, mlp_layers
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import RunData
-from gradscope.server.runs.recording import Layer, json_float, mlp_layers, summary
+from gradscope.server.runs.recording import json_float, summary
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
 
 LOSSES = {

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
+
 from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
 from gradscope.server.store import RunRecord, Store
 from gradscope.server.stream.hub import Hub
 from gradscope.server.web.limits import SlidingWindow
-from starlette.requests import HTTPConnection
 
 RUN_ID_PATTERN = r"^[0-9a-f]{12}$"
 # The largest SQLite INTEGER: a seq or step beyond it overflows the driver (a 500 before).

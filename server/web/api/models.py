@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from gradscope.server.runs.config import RunConfig
 from pydantic import BaseModel, ConfigDict, Field
+
+from gradscope.server.runs.config import RunConfig
 
 SnapshotKind = Literal[
     "weights",

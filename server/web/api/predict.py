@@ -19,12 +19,13 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.digits.models import ModelCache, ModelError
 from gradscope.server.store import Store
 from gradscope.server.web.api.deps import StoreDep
 from gradscope.server.web.api.models import Problem
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 router = APIRouter(prefix="/api", tags=["predict"])
 MULTIPART_SLACK = 16 * 1024  # boundaries and part headers around a 1 MB file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from gradscope.server.runs.config import PRESETS
 from gradscope.server.web.api.models import Preset, PresetList
 

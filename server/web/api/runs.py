@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
+
 from gradscope.server.runs.config import ConfigError, field_path
 from gradscope.server.runs.manager import RunError
 from gradscope.server.store import RunRecord

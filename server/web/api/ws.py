@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+
 from gradscope.server.stream.hub import ListClient
 from gradscope.server.web.api.deps import (
     RUN_ID_PATTERN,
