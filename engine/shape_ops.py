@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradscope.engine.autograd import accumulate as _accumulate
-from gradscope.engine.tensor import Tensor, _make
+
+if TYPE_CHECKING:  # annotations only: tensor.py imports this module, never the reverse
+    from gradscope.engine.tensor import Tensor
 
 Dim = int | tuple[int, ...] | None
 
@@ -23,7 +25,7 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) ->
 
 
 def _reduction(a: Tensor, f: Any, op: str, backward: Any, dim: Dim, keepdim: bool) -> Tensor:
-    out = _make(f(a.data, axis=dim, keepdims=keepdim), (a,), op, backward)
+    out = a._derive(f(a.data, axis=dim, keepdims=keepdim), (a,), op, backward)
     out._ctx = (dim, keepdim)
     return out
 
@@ -64,7 +66,7 @@ def _max_bw(out: Tensor) -> None:
 def softmax(a: Tensor, dim: int) -> Tensor:
     e = np.exp(a.data - a.data.max(axis=dim, keepdims=True))
     e /= e.sum(axis=dim, keepdims=True)
-    out = _make(e, (a,), "softmax", _softmax_bw)
+    out = a._derive(e, (a,), "softmax", _softmax_bw)
     out._ctx = dim
     return out
 
@@ -77,7 +79,7 @@ def _softmax_bw(out: Tensor) -> None:
 def log_softmax(a: Tensor, dim: int) -> Tensor:
     z = a.data - a.data.max(axis=dim, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=dim, keepdims=True))
-    out = _make(z, (a,), "log_softmax", _log_softmax_bw)
+    out = a._derive(z, (a,), "log_softmax", _log_softmax_bw)
     out._ctx = dim
     return out
 
@@ -88,7 +90,7 @@ def _log_softmax_bw(out: Tensor) -> None:
 
 
 def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
-    return _make(a.data.reshape(shape), (a,), "reshape", _reshape_bw)
+    return a._derive(a.data.reshape(shape), (a,), "reshape", _reshape_bw)
 
 
 def _reshape_bw(out: Tensor) -> None:
@@ -97,7 +99,7 @@ def _reshape_bw(out: Tensor) -> None:
 
 
 def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
-    out = _make(np.swapaxes(a.data, dim0, dim1), (a,), "transpose", _transpose_bw)
+    out = a._derive(np.swapaxes(a.data, dim0, dim1), (a,), "transpose", _transpose_bw)
     out._ctx = (dim0, dim1)
     return out
 
@@ -108,7 +110,7 @@ def _transpose_bw(out: Tensor) -> None:
 
 
 def permute(a: Tensor, dims: tuple[int, ...]) -> Tensor:
-    out = _make(np.transpose(a.data, dims), (a,), "permute", _permute_bw)
+    out = a._derive(np.transpose(a.data, dims), (a,), "permute", _permute_bw)
     out._ctx = dims
     return out
 
@@ -118,11 +120,8 @@ def _permute_bw(out: Tensor) -> None:
 
 
 def index(a: Tensor, index: Any) -> Tensor:
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    out = _make(a.data[index], (a,), "index", _index_bw)
+    """a[index]; Tensor indices arrive as their arrays (Tensor.__getitem__ unwraps them)."""
+    out = a._derive(a.data[index], (a,), "index", _index_bw)
     out._ctx = index
     return out
 
@@ -148,7 +147,7 @@ def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("concat needs at least one tensor")
     ts = tuple(tensors)
-    out = _make(np.concatenate([t.data for t in ts], axis=dim), ts, "concat", _concat_bw)
+    out = ts[0]._derive(np.concatenate([t.data for t in ts], axis=dim), ts, "concat", _concat_bw)
     out._ctx = dim
     return out
 

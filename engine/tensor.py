@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gradscope.engine import shape_ops as _shape
 from gradscope.engine.autograd import AnomalyError, _State, backward_order, unbroadcast
 from gradscope.engine.autograd import accumulate as _accumulate
 
@@ -238,7 +239,15 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def __getitem__(self, index: Any) -> Tensor:
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         return _shape.index(self, index)
+
+    def _derive(self, data: np.ndarray, prev: tuple[Tensor, ...], op: str, bw: Backward) -> Tensor:
+        """_make for engine.shape_ops, which reaches it through its operand, not an import."""
+        return _make(data, prev, op, bw)
 
 
 # -- graph construction ------------------------------------------------------------------
@@ -387,7 +396,3 @@ def _relu_bw(out: Tensor) -> None:
 def _sigmoid_bw(out: Tensor) -> None:
     s = out.data
     _accumulate(out._prev[0], out.grad * s * (1 - s))
-
-
-# Imported last: shape_ops builds on _make and Tensor defined above.
-from gradscope.engine import shape_ops as _shape  # noqa: E402
