@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,27 @@ def test_tests_stay_small_too() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not big, f"test modules over {MAX_LINES} lines: {big}"
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def test_the_map_names_every_folder() -> None:
+    text = ARCHITECTURE.read_text()
+    folders = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "server").iterdir()
+        if p.is_dir() and (p / "__init__.py").is_file()
+    )
+    assert folders, "server/ has packages"
+    missing = [f for f in folders if f"`{f}/`" not in text]
+    assert not missing, f"docs/architecture.md does not name {missing}"
+
+
+def test_every_path_the_map_names_exists() -> None:
+
+    text = ARCHITECTURE.read_text()
+    named = set(re.findall(r"`((?:engine|server|static|templates)/[\w/.]*)`", text))
+    assert len(named) > 10
+    gone = sorted(p for p in named if not (ROOT / p.rstrip("/")).exists())
+    assert not gone, f"docs/architecture.md names paths that do not exist: {gone}"
