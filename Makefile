@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # from a local wheel on our machines; elsewhere pip fetches it from PyPI.
 TORCH := torch==2.13.0
 
-.PHONY: run test setup setup-test vendor lint bench clean
+.PHONY: run test setup setup-test vendor wheel lint bench clean
 
 # HOST/PORT/DATA_DIR pass through to `gradscope serve` (defaults 127.0.0.1, 8000, ~/.local/share/gradscope).
 HOST ?= 127.0.0.1
@@ -26,16 +26,20 @@ setup: $(VENV)/.setup-run vendor
 
 setup-test: $(VENV)/.setup-test
 
-# The dashboard's front-end libraries: npm with the committed lockfile, then copied where the
-# pages load them from (no bundler, no CDN at run time).
+# The front-end libraries (uPlot, viz.js, Swagger UI for /docs): npm with the committed
+# lockfile, then copied where the pages load them from (no bundler, no CDN at run time).
+# --ignore-scripts: none of them needs an install script (swagger-ui-dist's would report usage).
 vendor: static/vendor/.stamp
+
+SWAGGER := node_modules/swagger-ui-dist
 
 static/vendor/.stamp: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install the dashboard's libraries"; exit 1; }
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor
 	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css static/vendor/
 	cp node_modules/@viz-js/viz/dist/viz.js static/vendor/viz.js
+	cp $(SWAGGER)/swagger-ui-bundle.js $(SWAGGER)/swagger-ui.css $(SWAGGER)/favicon-32x32.png static/vendor/
 	touch $@
 
 $(VENV)/.setup-run: pyproject.toml
@@ -48,6 +52,12 @@ $(VENV)/.setup-test: $(VENV)/.setup-run vendor pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH)'
 	touch $@
 
+# The installable wheel, in dist/: the engine, the server, the pages, the vendored libraries and
+# the bundled model, all under the one `gradscope` import name (tests/test_wheel.py installs it).
+wheel: setup
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	rm -rf build
+
 lint: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -56,4 +66,4 @@ bench: setup-test
 	$(BIN)/python bench/scalar.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis node_modules static/vendor
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis node_modules static/vendor build dist *.egg-info

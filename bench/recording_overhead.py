@@ -8,7 +8,7 @@ over --rounds rounds (bench/_harness.py):
             (trainer = gradscope.server.runs.trainers.build_trainer(config, mnist_dir))
   evaluated the same loop plus trainer.evaluate() (one test pass) at each epoch end and
             at the end: the bare loop of anyone who wants test figures every epoch
-  recorded  server.runs.worker.TrainingLoop(store, run_id, trainer, config).run(): per-step
+  recorded  server.runs.loop.TrainingLoop(store, run_id, trainer, config).run(): per-step
             metrics events, the adaptive every-k snapshots, epoch-end test metrics,
             checkpoints, and a commit every 50 ms into a real gradscope.server.store.Store in a
             temporary dir (store.create_run(..., source="cli", total_steps=N) first)
@@ -63,7 +63,7 @@ def build(cfg: dict[str, Any]) -> tuple[Any, Any]:
 
 def recorded_loop(cfg: dict[str, Any], config: Any, trainer: Any, data_dir: Path) -> Any:
     """A TrainingLoop over a fresh run in a real store under data_dir (not yet run)."""
-    from gradscope.server.runs.worker import TrainingLoop
+    from gradscope.server.runs.loop import TrainingLoop
     from gradscope.server.store import Store
 
     store = Store(data_dir)

@@ -6,7 +6,7 @@ machines whole processes run 1.5-2x slow at random (process CPU time too), and i
 swing 0.65-1.45 from round to round. Here two trainers of the same config train side by
 side in one process:
 
-  recorded  server.runs.worker.TrainingLoop(...).run() into a real Store in a temporary dir,
+  recorded  server.runs.loop.TrainingLoop(...).run() into a real Store in a temporary dir,
             exactly as a worker runs it (per-step metrics, adaptive every-k snapshots,
             epoch-end test metrics, checkpoints, a commit every 50 ms)
   evaluated trainer.train_step() plus trainer.evaluate() at each epoch end and at the end

@@ -9,12 +9,21 @@ import numpy as np
 from gradscope.engine.nn import Module, ReLU
 
 
+def grad_norm(grad: np.ndarray | None) -> float:
+    """L2 norm of a gradient (0.0 where there is none yet)."""
+    return float(np.linalg.norm(grad)) if grad is not None else 0.0
+
+
+def update_ratio(before: np.ndarray, after: np.ndarray) -> float:
+    """||after - before|| / ||before||: 0 when nothing moved, inf when a zero weight moved."""
+    norm = float(np.linalg.norm(before))
+    delta = float(np.linalg.norm(after - before))
+    return delta / norm if norm > 0 else (0.0 if delta == 0 else float("inf"))
+
+
 def grad_norms(model: Module) -> dict[str, float]:
     """L2 norm of each parameter's gradient (0.0 where there is none yet)."""
-    return {
-        name: float(np.linalg.norm(p.grad)) if p.grad is not None else 0.0
-        for name, p in model.named_parameters()
-    }
+    return {name: grad_norm(p.grad) for name, p in model.named_parameters()}
 
 
 def snapshot(model: Module) -> dict[str, np.ndarray]:
@@ -24,13 +33,7 @@ def snapshot(model: Module) -> dict[str, np.ndarray]:
 
 def update_ratios(model: Module, before: dict[str, np.ndarray]) -> dict[str, float]:
     """||w_after - w_before|| / ||w_before|| per parameter (around 1e-3 is healthy)."""
-    out = {}
-    for name, p in model.named_parameters():
-        old = before[name]
-        norm = float(np.linalg.norm(old))
-        delta = float(np.linalg.norm(p.data - old))
-        out[name] = delta / norm if norm > 0 else (0.0 if delta == 0 else float("inf"))
-    return out
+    return {name: update_ratio(before[name], p.data) for name, p in model.named_parameters()}
 
 
 def dead_relu_fractions(model: Module) -> dict[str, float]:

@@ -13,10 +13,12 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
+from typing import TypeVar
 
 from gradscope.engine.autograd import topological_order
 
 Number = int | float
+E = TypeVar("E", bound=Exception)
 
 
 def _coerce(data: object) -> float:
@@ -24,6 +26,13 @@ def _coerce(data: object) -> float:
     if isinstance(data, bool) or not isinstance(data, Real):
         raise TypeError(f"Value() needs a real number, got {type(data).__name__} {data!r}")
     return float(data)
+
+
+def _failed(error: E, op: str) -> E:
+    """The error an op raises instead of making NaN/Inf, naming the op (the node's `op`)
+    as data in `error.op`, so callers never parse the message."""
+    error.op = op  # type: ignore[attr-defined]
+    return error
 
 
 def _leaf_backward(v: Value) -> None:
@@ -70,13 +79,16 @@ class Value:
             raise TypeError(f"exponent must be an int or float, got {type(k).__name__} {k!r}")
         x = self.data
         if x == 0.0 and k < 0:
-            raise ZeroDivisionError(f"{_name(self)} is 0 and cannot be raised to the power {k}")
+            msg = f"{_name(self)} is 0 and cannot be raised to the power {k}"
+            raise _failed(ZeroDivisionError(msg), f"**{k}")
         if x < 0.0 and not float(k).is_integer():
-            raise ValueError(f"{_name(self)} = {x} is negative: a fractional power {k} is not real")
+            msg = f"{_name(self)} = {x} is negative: a fractional power {k} is not real"
+            raise _failed(ValueError(msg), f"**{k}")
         try:
             data = x**k
         except OverflowError:
-            raise OverflowError(f"{_name(self)} ** {k} overflows a float (base {x})") from None
+            msg = f"{_name(self)} ** {k} overflows a float (base {x})"
+            raise _failed(OverflowError(msg), f"**{k}") from None
         out = _node(data, (self,), f"**{k}", _pow_backward)
         out._arg = k
         return out
@@ -110,13 +122,14 @@ class Value:
         try:
             data = math.exp(self.data)
         except OverflowError:
-            raise OverflowError(f"exp({_name(self)}) overflows a float (x = {self.data})") from None
+            msg = f"exp({_name(self)}) overflows a float (x = {self.data})"
+            raise _failed(OverflowError(msg), "exp") from None
         return _node(data, (self,), "exp", _exp_backward)
 
     def log(self) -> Value:
         x = self.data
         if not x > 0.0:
-            raise ValueError(f"log of a non-positive value: {_name(self)} = {x}")
+            raise _failed(ValueError(f"log of a non-positive value: {_name(self)} = {x}"), "log")
         return _node(math.log(x), (self,), "log", _log_backward)
 
     # -- composite ops, defined as the articles define them ---------------------------

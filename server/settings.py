@@ -1,43 +1,50 @@
-"""Every server setting in one place, read from GRADSCOPE_* environment variables."""
+"""Every server setting in one place: a pydantic-settings class read from GRADSCOPE_* variables."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A token guards a server others can reach; a short one could be guessed.
 MIN_TOKEN_CHARS = 16
+ENV_PREFIX = "GRADSCOPE_"
+
+# A limit below one could never let anything through: refused at start, naming the variable.
+Limit = Annotated[int, Field(ge=1)]
+# Comma-separated in the environment ("a.example, b.example"), not JSON.
+Names = Annotated[tuple[str, ...], NoDecode]
 
 
 def default_data_dir() -> Path:
-    """$GRADSCOPE_DATA_DIR, else the per-user data folder ($XDG_DATA_HOME or ~/.local/share)."""
-    env = os.environ.get("GRADSCOPE_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
+    """The per-user data folder: $XDG_DATA_HOME/gradscope, else ~/.local/share/gradscope."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "gradscope"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Server settings; `from_env()` fills them from GRADSCOPE_<NAME> variables."""
+class Settings(BaseSettings):
+    """Server settings: defaults, then GRADSCOPE_<NAME> variables, then keyword arguments."""
+
+    # Empty variables count as unset, as they did when these were read by hand.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True)
 
     host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = field(default_factory=default_data_dir)
+    port: int = Field(8000, gt=0, lt=65536)
+    data_dir: Path = Field(default_factory=default_data_dir)
     mnist_dir: Path | None = None
     # At most this many runs train at once; the rest wait in a queue (default: one per core).
-    max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
-    max_queue: int = 100
-    max_parameters: int = 5_000_000
-    max_steps: int = 1_000_000
-    max_step_request: int = 100_000
+    max_concurrent: Limit = Field(default_factory=lambda: os.cpu_count() or 1)
+    max_queue: Limit = 100
+    max_parameters: Limit = 5_000_000
+    max_steps: Limit = 1_000_000
+    max_step_request: Limit = 100_000
     # Each websocket client's own queue, in event batches; when full it replays from the store.
     ws_queue_batches: int = 64
-    ws_max_message_bytes: int = 64 * 1024
+    ws_max_message_bytes: Limit = 64 * 1024
     # How often the hub looks for new committed events (seconds).
     poll_interval: float = 0.02
     # A run watched by n > crowd_clients clients gets batches at most every
@@ -48,77 +55,75 @@ class Settings:
     # How long a REST call waits for a worker to acknowledge pause/step/stop (seconds).
     command_timeout: float = 30.0
     # JSON request bodies (everything but /api/predict, which takes up to a 1 MB image).
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: Limit = 64 * 1024
     # Runs created through the API per minute (a sliding window); more get 429.
-    max_runs_per_minute: int = 30
+    max_runs_per_minute: Limit = 30
     # Network safety (docs/security.md). A token is required when `host` is not a loopback
     # address or when one is given; `gradscope serve` then generates one if none is set.
     token: str = ""
     # Host names the server answers to besides localhost, IP addresses and the bind host
     # (comma-separated in the environment); "*" turns the Host check off.
-    allowed_hosts: tuple[str, ...] = ()
+    allowed_hosts: Names = ()
     # Other origins whose pages may call the API (CORS) and open its websockets.
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: Names = ()
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Defaults, then GRADSCOPE_* variables, then explicit overrides (None means unset)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = os.environ.get(f"GRADSCOPE_{f.name.upper()}")
-            if raw is None or f.name == "data_dir":
-                continue
-            values[f.name] = _parse(f.name, raw, f.type)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values.get("data_dir") is not None:
-            values["data_dir"] = Path(values["data_dir"]).expanduser()
-        if values.get("mnist_dir") is not None:
-            values["mnist_dir"] = Path(values["mnist_dir"]).expanduser()
-        settings = replace(cls(), **values)
-        settings.validate()
-        return settings
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as e:
+            raise ValueError("; ".join(_message(error) for error in e.errors())) from None
 
-    def validate(self) -> None:
-        """Refuse settings that cannot work, naming the variable."""
-        positive = (
-            "max_concurrent",
-            "max_queue",
-            "max_parameters",
-            "max_steps",
-            "max_step_request",
-            "max_body_bytes",
-            "max_runs_per_minute",
-            "ws_max_message_bytes",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"GRADSCOPE_{name.upper()} must be at least 1")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be from 1 to 65535, got {self.port}")
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (the environment is not read again)."""
+        return self.model_copy(update=changes)
+
+    @field_validator("data_dir", "mnist_dir")
+    @classmethod
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, token: str) -> str:
         # It travels in URLs, a cookie and a header: URL-safe characters only.
-        if self.token and not re.fullmatch(rf"[\w.~-]{{{MIN_TOKEN_CHARS},}}", self.token, re.ASCII):
+        if token and not re.fullmatch(rf"[\w.~-]{{{MIN_TOKEN_CHARS},}}", token, re.ASCII):
             raise ValueError(
                 f"GRADSCOPE_TOKEN must be at least {MIN_TOKEN_CHARS} letters, digits or -_.~; "
                 "make one with python -c 'import secrets; print(secrets.token_urlsafe())'"
             )
-        for origin in self.cors_origins:
+        return token
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
             if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
                 raise ValueError(
                     f"GRADSCOPE_CORS_ORIGINS: {origin!r} is not an origin like https://host:port"
                 )
+        return origins
 
 
-def _parse(name: str, raw: str, kind: Any) -> Any:
-    kind = str(kind)
-    if kind.startswith("tuple"):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    try:
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"GRADSCOPE_{name.upper()} must be a number, got {raw!r}") from None
-    if "Path" in kind:
-        return Path(raw)
-    return raw
+def _message(error: Any) -> str:
+    """One pydantic error as a sentence that names the variable to change."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = f"{ENV_PREFIX}{field.upper()}"
+    kind, ctx = error["type"], error.get("ctx", {})
+    if field == "port" and kind in ("greater_than", "less_than"):
+        return f"port must be from 1 to 65535, got {error['input']}"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {ctx['ge']}"
+    if kind.startswith(("int_", "float_")):
+        return f"{name} must be a number, got {error['input']!r}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))  # our own message names the variable
+    return f"{name}: {error['msg']}"

@@ -1,13 +1,23 @@
-"""Shared fixtures: the real MNIST files (../shared/mnist beside the checkout, or the env)."""
+"""Shared fixtures: the real MNIST files (../shared/mnist beside the checkout, or the env).
+
+BLAS runs on one thread in the tests: set here, before numpy is first imported, it holds for
+this process and for every server and worker the tests start (they inherit the environment).
+Several processes each spinning a BLAS thread per core on a small machine slow each other
+many times over.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
 
-from gradscope.engine.mnist import FILES
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from gradscope.engine.mnist import FILES  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
 

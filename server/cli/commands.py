@@ -11,6 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+from rich.progress import Progress as RichProgress
+
 from gradscope.server.settings import Settings
 
 
@@ -65,7 +69,11 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return Settings.from_env(data_dir=args.data_dir, **extra)
+    try:
+        return Settings.from_env(data_dir=args.data_dir, **extra)
+    except ValueError as e:
+        # A bad GRADSCOPE_* variable is a message naming it, not a traceback.
+        raise SystemExit(f"gradscope {args.command}: {e}") from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -111,41 +119,53 @@ def serve(args: argparse.Namespace) -> int:
 
 
 class Progress:
-    """A one-line progress bar (a line every few seconds when not on a terminal)."""
+    """rich's progress bar on a terminal; elsewhere (a log, a pipe) the same line every 5 s."""
 
     def __init__(self, total: int, out: TextIO | None = None) -> None:
-        self.total, self.out = total, out or sys.stderr
-        self.tty = self.out.isatty()
+        # Off a terminal rich assumes 80 columns and would wrap the line; a log has room.
+        console = Console(file=out or sys.stderr, highlight=False)
+        if not console.is_terminal:
+            console.width = 160
+        # A dumb terminal cannot redraw a line: it gets the log's lines too.
+        self.console, self.tty = console, console.is_terminal and not console.is_dumb_terminal
+        self.bar = RichProgress(
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            disable=not self.tty,
+        )
+        self.task = self.bar.add_task("train", total=total, status="")
         self.start = time.monotonic()
         self.last = 0.0
 
+    def __enter__(self) -> Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
     def __call__(self, loop: Any, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now - self.last < (0.2 if self.tty else 5.0):
+        if not final and now - self.last < (0.1 if self.tty else 5.0):
             return
         self.last = now
         step = loop.trainer.step
         rate = step / max(now - self.start, 1e-9)
-        width = 30
-        filled = int(width * step / max(self.total, 1))
-        bar = "#" * filled + "-" * (width - filled)
         acc = loop.last_metrics.get("test_acc")
         acc_text = f"  test acc {acc:.2%}" if isinstance(acc, float) else ""
-        line = (
-            f"[{bar}] {step}/{self.total}  loss {loop.last_loss:.4g}{acc_text}  {rate:,.0f} steps/s"
-        )
-        if self.tty:
-            self.out.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
+        status = f"loss {loop.last_loss:.4g}{acc_text}  {rate:,.0f} steps/s"
+        self.bar.update(self.task, completed=step, status=status)
+        if not self.tty:
+            self.console.print(self.bar.get_renderable())
 
 
 def train(args: argparse.Namespace) -> int:
     """Create a run in the store and train it here, showing progress."""
     from gradscope.server.runs.config import ConfigError, parse_overrides, resolve_config
+    from gradscope.server.runs.loop import TrainingLoop
     from gradscope.server.runs.trainers import build_trainer
-    from gradscope.server.runs.worker import TrainingLoop
     from gradscope.server.store import Store
 
     settings = _settings(args)
@@ -181,10 +201,10 @@ def train(args: argparse.Namespace) -> int:
             store.set_state(run.id, "failed", message=f"{type(e).__name__}: {e}")
             print(f"gradscope train: {e}", file=sys.stderr)
             return 1
-        progress = Progress(config.total_steps())
-        loop = TrainingLoop(store, run.id, trainer, config, on_progress=progress)
-        state = loop.run()
-        progress(loop, final=True)
+        with Progress(config.total_steps()) as progress:
+            loop = TrainingLoop(store, run.id, trainer, config, on_progress=progress)
+            state = loop.run()
+            progress(loop, final=True)
         record = store.get_run(run.id)
         message = f" ({record.error})" if record and record.error else ""
         print(f"run {run.id} {state} at step {trainer.step}{message}", file=sys.stderr)
@@ -259,7 +279,7 @@ def export(args: argparse.Namespace) -> int:
 
 def export_model(args: argparse.Namespace) -> int:
     """Write a finished MNIST run's final checkpoint as a model /draw can load."""
-    from gradscope.server.digits.models import ModelError
+    from gradscope.server.digits.models import ModelError, UnknownModel
     from gradscope.server.digits.models import export_model as write_model
     from gradscope.server.store import Store
 
@@ -268,7 +288,7 @@ def export_model(args: argparse.Namespace) -> int:
         npz, js = write_model(store, args.run, args.out, args.name)
     except (ModelError, ValueError) as e:
         message = getattr(e, "message", str(e))
-        if getattr(e, "status", None) == 404:
+        if isinstance(e, UnknownModel):
             message = f"no run with id {args.run!r} (see `gradscope runs`)"
         print(f"gradscope export-model: {message}", file=sys.stderr)
         return 1

@@ -22,24 +22,34 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine import nn
+from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from gradscope.engine.inference import Layer, forward, mlp_layers, softmax_rows
+from gradscope.server.errors import Conflict, GradscopeError, NotFound, Unavailable
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
 from gradscope.server.store import RunRecord, Store
+from gradscope.server.store.schema import RUN_ID
 
 BUNDLED_ID = "bundled"
 MODELS_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_BASE = MODELS_DIR / "mnist"  # mnist.npz + mnist.json
-RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 CHECKPOINT_FILE = re.compile(r"^step-\d+\.npz$")
 CACHE_SIZE = 8
 
 
-class ModelError(LookupError):
-    """A model that cannot be used: `status` 404 (unknown), 409 (not usable), 503 (broken)."""
+class ModelError(GradscopeError, LookupError):
+    """A model that cannot be used."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+
+class UnknownModel(ModelError, NotFound):
+    """Neither 'bundled' nor the id of a stored run."""
+
+
+class UnusableModel(ModelError, Conflict):
+    """A run that is not a finished MNIST classifier, or whose checkpoint cannot be used."""
+
+
+class BrokenModel(ModelError, Unavailable):
+    """The bundled model's files are missing or broken: a broken install."""
 
 
 @dataclass(frozen=True)
@@ -88,37 +98,42 @@ def load_bundled(base: Path = BUNDLED_BASE) -> DigitModel:
 
 
 def load_checkpoint_model(path: Path) -> nn.Module:
-    """The engine model in a training checkpoint (.npz with a JSON header; never unpickled)."""
-    with np.load(path, allow_pickle=False) as f:  # the optimizer's buffers stay unread
-        arrays = {k: f[k] for k in f.files if k == "header" or k.startswith("model/")}
-    header = json.loads(str(arrays.pop("header")))
-    if header.get("format") != "gradscope-checkpoint" or not header.get("architecture"):
-        raise ValueError("not a gradscope checkpoint with an architecture")
-    model = nn.from_config(header["architecture"])
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    """The engine model in a training checkpoint, read and checked by the engine's reader.
+
+    CheckpointError (a ValueError) for a file that is too large, corrupt, not a checkpoint,
+    or whose weights do not fit (or hold NaN) the architecture its header names."""
+    header, _ = read_checkpoint(path)
+    architecture = header.get("architecture")
+    if not isinstance(architecture, dict):
+        raise CheckpointError(f"{path} records no architecture to rebuild the model from")
+    try:
+        model = nn.from_config(architecture)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its architecture cannot be built ({e})") from None
+    # The header only names the architecture; load_checkpoint checks every weight against it.
+    load_checkpoint(path, model)
     return model
 
 
 def usable_run(store: Store, model_id: str) -> RunRecord:
-    """The finished MNIST run named model_id, or ModelError (404 unknown, 409 not usable)."""
+    """The finished MNIST run named model_id, or UnknownModel / UnusableModel."""
     run = store.get_run(model_id) if RUN_ID.fullmatch(model_id) else None
     if run is None:
-        raise ModelError(
-            404, f"no model {model_id!r}: use 'bundled' or the id of a finished MNIST run"
+        raise UnknownModel(
+            f"no model {model_id!r}: use 'bundled' or the id of a finished MNIST run"
         )
     config = run.config
     dataset = config.get("dataset", {}).get("name")
     if dataset != "mnist":
-        raise ModelError(409, f"run {run.id} trained on {dataset}, not MNIST digits")
+        raise UnusableModel(f"run {run.id} trained on {dataset}, not MNIST digits")
     if config.get("loss") != "cross_entropy":
-        raise ModelError(
-            409,
+        raise UnusableModel(
             f"run {run.id} trained with {config.get('loss')}: only cross-entropy runs "
             "give digit probabilities",
         )
     if run.state != "finished":
-        raise ModelError(
-            409, f"run {run.id} is {run.state}, not finished: only a finished run can predict"
+        raise UnusableModel(
+            f"run {run.id} is {run.state}, not finished: only a finished run can predict"
         )
     return run
 
@@ -128,16 +143,23 @@ def checkpoint_path(store: Store, run: RunRecord) -> Path:
     event = store.latest_event(run.id, "checkpoint")
     name = (event or {}).get("data", {}).get("file")
     if not isinstance(name, str) or not CHECKPOINT_FILE.fullmatch(name):
-        raise ModelError(409, f"run {run.id} recorded no checkpoint to predict with")
+        raise UnusableModel(f"run {run.id} recorded no checkpoint to predict with")
     return store.checkpoint_dir(run.id) / name
+
+
+def checkpoint_model(run: RunRecord, path: Path) -> nn.Module:
+    """The digit classifier in a run's checkpoint, or UnusableModel saying why not."""
+    try:
+        model = load_checkpoint_model(path)
+        numpy_layers(model)
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+        raise UnusableModel(f"run {run.id}: its checkpoint cannot be used ({e})") from None
+    return model
 
 
 def run_model(store: Store, run: RunRecord, path: Path) -> DigitModel:
     """A finished run's final weights as a DigitModel."""
-    try:
-        layers = numpy_layers(load_checkpoint_model(path))
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        raise ModelError(409, f"run {run.id}: its checkpoint cannot be used ({e})") from None
+    layers = numpy_layers(checkpoint_model(run, path))
     mean, std = _normalisation(run.config.get("dataset", {}).get("standardize", True))
     info = {"preset": run.preset, "step": run.step, "sizes": _sizes(layers)}
     return DigitModel(run.id, run.name, layers, mean, std, info)
@@ -157,17 +179,17 @@ class ModelCache:
         self._runs: OrderedDict[tuple[str, str], DigitModel] = OrderedDict()
 
     def bundled(self) -> DigitModel:
-        """The bundled model (503 if its files are missing or broken: a broken install)."""
+        """The bundled model; BrokenModel if its files are missing or broken."""
         with self._lock:
             if self._bundled is None:
                 try:
                     self._bundled = load_bundled(self.bundled_base)
                 except (OSError, ValueError, KeyError) as e:
-                    raise ModelError(503, f"the bundled model cannot be loaded: {e}") from None
+                    raise BrokenModel(f"the bundled model cannot be loaded: {e}") from None
             return self._bundled
 
     def get(self, store: Store, model_id: str | None) -> DigitModel:
-        """The model named model_id (None: the bundled one); ModelError when unusable."""
+        """The model named model_id (None: the bundled one); a ModelError when unusable."""
         if model_id is None or model_id == BUNDLED_ID:
             return self.bundled()
         run = usable_run(store, model_id)
@@ -223,11 +245,7 @@ def export_model(store: Store, model_id: str, out: Path, name: str = "mnist") ->
     """Write a finished MNIST run's final weights as OUT/NAME.npz + OUT/NAME.json."""
     run = usable_run(store, model_id)
     path = checkpoint_path(store, run)
-    try:
-        model = load_checkpoint_model(path)
-        numpy_layers(model)
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        raise ModelError(409, f"run {run.id}: its checkpoint cannot be used ({e})") from None
+    model = checkpoint_model(run, path)
     out.mkdir(parents=True, exist_ok=True)
     npz, js = nn.save(model, out / name)
     meta = json.loads(js.read_text())

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gradscope.server.errors import GradscopeError, Invalid, TooLarge
+
 SIDE = 28  # the MNIST frame
 BOX = 20  # the longer side of the digit inside it
 CENTRE = 14.0  # where MNIST's centre of mass sits (row, column), measured on the training set
@@ -43,32 +45,35 @@ INK_THRESHOLD = 0.05  # a pixel counts toward the bounding box above this share 
 SHRINK, ENLARGE = Image.Resampling.BOX, Image.Resampling.BILINEAR
 
 
-class DigitError(ValueError):
-    """Input that cannot be read as a digit; `status` is the HTTP status to answer with."""
+class DigitError(GradscopeError, ValueError):
+    """Input that cannot be read as a digit."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+
+class InvalidDigit(DigitError, Invalid):
+    """Not an image, nothing drawn, or pixels out of shape or range."""
+
+
+class DigitTooLarge(DigitError, TooLarge):
+    """An upload over MAX_BYTES, or an image over MAX_PIXELS."""
 
 
 def decode_image(data: bytes) -> np.ndarray:
     """A PNG or JPEG as a float32 grayscale array in [0, 1] (transparency over white)."""
     if len(data) > MAX_BYTES:
-        raise DigitError(413, f"the image is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
+        raise DigitTooLarge(f"the image is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
     if not data:
-        raise DigitError(422, "the image is empty (0 bytes)")
+        raise InvalidDigit("the image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=list(FORMATS))
             if img.width * img.height > MAX_PIXELS:
-                raise DigitError(
-                    413,
+                raise DigitTooLarge(
                     f"the image is {img.width}x{img.height} pixels; at most "
                     f"{MAX_PIXELS:,} pixels are accepted (a decompression bomb?)",
                 )
             if img.width < 1 or img.height < 1:
-                raise DigitError(422, "the image has no pixels")
+                raise InvalidDigit("the image has no pixels")
             if max(img.size) > WORK_SIDE:
                 img.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced scale
             img.load()
@@ -78,15 +83,15 @@ def decode_image(data: bytes) -> np.ndarray:
     except DigitError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DigitError(413, f"the image is too large to decode: {e}") from None
+        raise DigitTooLarge(f"the image is too large to decode: {e}") from None
     except UnidentifiedImageError:
-        raise DigitError(
-            422, "not a PNG or JPEG image (other formats, and non-images, are not accepted)"
+        raise InvalidDigit(
+            "not a PNG or JPEG image (other formats, and non-images, are not accepted)"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DigitError(422, f"the image is corrupt or truncated: {e}") from None
+        raise InvalidDigit(f"the image is corrupt or truncated: {e}") from None
     except Exception as e:  # a decoder's odd failure on a malformed file is still bad input
-        raise DigitError(422, f"the image cannot be decoded ({type(e).__name__}: {e})") from None
+        raise InvalidDigit(f"the image cannot be decoded ({type(e).__name__}: {e})") from None
 
 
 def _gray(img: Image.Image) -> np.ndarray:
@@ -110,30 +115,29 @@ def _gray(img: Image.Image) -> np.ndarray:
 def pixels_array(pixels: Sequence[Any]) -> np.ndarray:
     """784 values (or 28 rows of 28) in [0, 1] as a (28, 28) float32 array, or DigitError."""
     if not isinstance(pixels, list | tuple) or not pixels:
-        raise DigitError(422, "pixels: expected 784 numbers or 28 rows of 28, got nothing")
+        raise InvalidDigit("pixels: expected 784 numbers or 28 rows of 28, got nothing")
     nested = isinstance(pixels[0], list | tuple)
     if nested:
         if len(pixels) != SIDE or any(
             not isinstance(r, list | tuple) or len(r) != SIDE for r in pixels
         ):
             lengths = [len(r) if isinstance(r, list | tuple) else 1 for r in pixels]
-            raise DigitError(
-                422,
+            raise InvalidDigit(
                 f"pixels: expected 28 rows of 28 values, got {len(pixels)} rows "
                 f"(of lengths {sorted(set(lengths))})",
             )
         flat = [v for row in pixels for v in row]
     else:
         if len(pixels) != SIDE * SIDE:
-            raise DigitError(422, f"pixels: expected 784 values (28x28), got {len(pixels)} values")
+            raise InvalidDigit(f"pixels: expected 784 values (28x28), got {len(pixels)} values")
         flat = list(pixels)
     for i, v in enumerate(flat):
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise DigitError(422, f"pixels[{i}]: expected a number, got {type(v).__name__}")
+            raise InvalidDigit(f"pixels[{i}]: expected a number, got {type(v).__name__}")
         if not math.isfinite(v):
-            raise DigitError(422, f"pixels[{i}] is {v}: values must be finite numbers in [0, 1]")
+            raise InvalidDigit(f"pixels[{i}] is {v}: values must be finite numbers in [0, 1]")
         if not 0 <= v <= 1:
-            raise DigitError(422, f"pixels[{i}] is {v}: values must be in [0, 1]")
+            raise InvalidDigit(f"pixels[{i}] is {v}: values must be in [0, 1]")
     return np.asarray(flat, dtype=np.float32).reshape(SIDE, SIDE)
 
 
@@ -145,7 +149,7 @@ def to_ink(gray: np.ndarray) -> np.ndarray:
     np.maximum(ink, 0, out=ink)
     peak = float(ink.max())
     if peak < BLANK_PEAK:
-        raise DigitError(422, "nothing drawn: the image is blank")
+        raise InvalidDigit("nothing drawn: the image is blank")
     ink /= peak
     return ink
 
@@ -174,7 +178,7 @@ def frame(ink: np.ndarray) -> np.ndarray:
     )
     small = np.clip(small, 0, 1)
     if float(small.sum()) <= 0:
-        raise DigitError(422, "nothing drawn: the ink vanishes at 20 px")
+        raise InvalidDigit("nothing drawn: the ink vanishes at 20 px")
     cy, cx = centre_of_mass(small)
     top, left = round(CENTRE - cy), round(CENTRE - cx)
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
@@ -188,5 +192,5 @@ def frame(ink: np.ndarray) -> np.ndarray:
 def preprocess(gray: np.ndarray) -> np.ndarray:
     """A grayscale drawing (any size, either polarity) as a 28x28 MNIST-style digit in [0, 1]."""
     if gray.ndim != 2 or gray.size == 0:
-        raise DigitError(422, f"expected a 2-D grayscale image, got shape {gray.shape}")
+        raise InvalidDigit(f"expected a 2-D grayscale image, got shape {gray.shape}")
     return frame(to_ink(np.asarray(gray, dtype=np.float32).copy()))

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gradscope.engine.examples import TINY_XS
+from gradscope.server.errors import Invalid
 from gradscope.server.runs.presets import PRESET_SPECS
 
 DatasetName = Literal["rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "mnist"]
@@ -26,7 +27,7 @@ MAX_PIXELS = 20_000_000  # rectangles: (n + test_n) * size^2 numbers, about 2 s 
 SCALAR_MAX_PARAMETERS = SCALAR_MAX_SAMPLES = 1000
 
 
-class ConfigError(ValueError):
+class ConfigError(Invalid, ValueError):
     """A config that cannot run; `field` is the dotted path of the culprit."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -14,7 +14,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from gradscope.server.errors import Busy, Conflict, GradscopeError, NotFound, TimedOut
 from gradscope.server.runs.config import RunConfig, resolve_config
+from gradscope.server.runs.control import Control
 from gradscope.server.runs.worker import run_worker
 from gradscope.server.settings import Settings
 from gradscope.server.store import RunRecord, Store, StoreError, pid_alive
@@ -23,12 +25,27 @@ log = logging.getLogger("gradscope.runs")
 _spawn = mp.get_context("spawn")
 
 
-class RunError(Exception):
-    """A request that cannot be served: `status` is the HTTP status to answer with."""
+class RunError(GradscopeError):
+    """A request about a run that cannot be served."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+
+class UnknownRun(RunError, NotFound):
+    """No run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class RunConflict(RunError, Conflict):
+    """The run's state does not allow this now."""
+
+
+class QueueFull(RunError, Busy):
+    """GRADSCOPE_MAX_QUEUE runs are already waiting."""
+
+
+class WorkerTimeout(RunError, TimedOut):
+    """The run's worker did not answer a command in time."""
 
 
 @dataclass
@@ -55,17 +72,13 @@ class RunManager:
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
         """Recover what a previous server left behind, then start supervising."""
+        # The server that ran our runs is gone, whatever its workers' pids say now; a live
+        # `gradscope train` keeps its own.
+        interrupted = self.store.mark_interrupted(ownerless={"server"})
+        if interrupted:
+            log.info("runs interrupted by the last server's end: %s", ", ".join(interrupted))
         for run in self.store.list_runs():
-            if run.state in ("running", "paused"):
-                if run.source == "cli" and pid_alive(run.pid):
-                    continue  # a live `gradscope train` owns it
-                self.store.set_state(
-                    run.id,
-                    "interrupted",
-                    only_from={"running", "paused"},
-                    message="the server stopped while this run was active",
-                )
-            elif run.state == "queued" and run.source == "server":
+            if run.state == "queued" and run.source == "server":
                 self.queue.appendleft((run.id, run.step > 0))
         self._supervisor = asyncio.create_task(self._supervise())
         await self._schedule()
@@ -99,8 +112,7 @@ class RunManager:
     async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:
         """Store a new run and queue it."""
         if len(self.queue) >= self.settings.max_queue:
-            raise RunError(
-                429,
+            raise QueueFull(
                 f"the queue is full ({self.settings.max_queue} runs waiting, "
                 "GRADSCOPE_MAX_QUEUE); try again when one of them starts",
             )
@@ -118,26 +130,26 @@ class RunManager:
     def get(self, run_id: str) -> RunRecord:
         run = self.store.get_run(run_id)
         if run is None:
-            raise RunError(404, f"no run with id {run_id!r}")
+            raise UnknownRun(run_id)
         return run
 
     async def pause(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
         if run.state != "running" or run_id not in self.workers:
-            raise RunError(409, f"cannot pause a run that is {run.state}")
-        await self._command(run_id, ("pause",))
+            raise RunConflict(f"cannot pause a run that is {run.state}")
+        await self._command(run_id, Control.PAUSE)
         return self.get(run_id)
 
     async def resume(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
         if run.state == "paused" and run_id in self.workers:
-            await self._command(run_id, ("resume",))
+            await self._command(run_id, Control.RESUME)
         elif run.state in ("interrupted", "crashed") and run.source in ("server", "cli"):
             if run_id not in self.workers and _worker_alive(run.pid):
                 # A worker of a killed server notices only at its next command poll; two
                 # workers on one run would write its steps twice.
-                raise RunError(
-                    409, f"the run's last worker (pid {run.pid}) is still exiting; try again"
+                raise RunConflict(
+                    f"the run's last worker (pid {run.pid}) is still exiting; try again"
                 )
             if not self.store.set_state(
                 run_id,
@@ -145,24 +157,24 @@ class RunManager:
                 only_from={"interrupted", "crashed"},
                 message="resuming from the last checkpoint",
             ):
-                raise RunError(409, "the run changed state; try again")
+                raise RunConflict("the run changed state; try again")
             self.queue.append((run_id, True))
             await self._schedule()
         else:
-            raise RunError(409, f"cannot resume a run that is {run.state}")
+            raise RunConflict(f"cannot resume a run that is {run.state}")
         return self.get(run_id)
 
     async def step(self, run_id: str, n: int) -> RunRecord:
         run = self.get(run_id)
         if run.state != "paused" or run_id not in self.workers:
-            raise RunError(409, f"can only step a paused run; this one is {run.state}")
-        await self._command(run_id, ("step", n))
+            raise RunConflict(f"can only step a paused run; this one is {run.state}")
+        await self._command(run_id, Control.STEP, n)
         return self.get(run_id)
 
     async def stop(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
         if run_id in self.workers and run.state in ("running", "paused"):
-            await self._command(run_id, ("stop",))
+            await self._command(run_id, Control.STOP)
             w = self.workers.get(run_id)
             if w is not None:
                 await asyncio.to_thread(w.process.join, self.settings.command_timeout)
@@ -174,40 +186,40 @@ class RunManager:
                 message="stopped by the user",
                 only_from={"queued", "interrupted", "crashed"},
             ):
-                raise RunError(409, "the run changed state; try again")
+                raise RunConflict("the run changed state; try again")
         else:
-            raise RunError(409, f"cannot stop a run that is {run.state}")
+            raise RunConflict(f"cannot stop a run that is {run.state}")
         return self.get(run_id)
 
     async def delete(self, run_id: str) -> None:
         run = self.get(run_id)
         if run.state in ("running", "paused") and run.source == "cli":
-            raise RunError(
-                409, "this run is training in a `gradscope train` process; stop it there"
-            )
+            raise RunConflict("this run is training in a `gradscope train` process; stop it there")
         if run_id in self.workers or run.state in ("queued", "running", "paused"):
             await self.stop(run_id)
         self.queue = deque(q for q in self.queue if q[0] != run_id)
         self.store.delete_run(run_id)
 
     # -- internals ----------------------------------------------------------------
-    async def _command(self, run_id: str, command: tuple[Any, ...]) -> None:
-        """Send a command and wait for the worker's answer (or its exit)."""
+    async def _command(self, run_id: str, control: Control, n: int = 0) -> None:
+        """Send a command (STEP with its n) and wait for the worker's answer (or its exit)."""
         w = self.workers.get(run_id)
         if w is None:
-            raise RunError(409, "the run has no live worker")
+            raise RunConflict("the run has no live worker")
+        # The pipe carries plain values: (name,) or ("step", n).
+        message = (control.value, n) if control is Control.STEP else (control.value,)
         async with w.lock:
             try:
-                w.conn.send(command)
+                w.conn.send(message)
             except OSError:
-                raise RunError(409, "the run's worker has exited") from None
+                raise RunConflict("the run's worker has exited") from None
             timeout = self.settings.command_timeout
-            if command[0] == "step":
+            if control is Control.STEP:
                 # Stepping takes as long as the steps do; allow for slow ones.
-                timeout *= max(1.0, command[1] / 1000)
-            answer = await asyncio.to_thread(_wait_answer, w.conn, command[0], timeout)
+                timeout *= max(1.0, n / 1000)
+            answer = await asyncio.to_thread(_wait_answer, w.conn, control, timeout)
             if answer is None and w.process.is_alive():
-                raise RunError(504, f"the worker did not answer {command[0]!r} in time")
+                raise WorkerTimeout(f"the worker did not answer {control.value!r} in time")
 
     async def _schedule(self) -> None:
         """Start queued runs while there are free worker slots."""
@@ -296,12 +308,12 @@ class RunManager:
         return True
 
 
-def _wait_answer(conn: Connection, name: str, timeout: float) -> tuple[Any, ...] | None:
-    """Block (in a thread) until the worker acknowledges `name`, finishes, or goes away."""
+def _wait_answer(conn: Connection, control: Control, timeout: float) -> tuple[Any, ...] | None:
+    """Block (in a thread) until the worker acknowledges `control`, finishes, or goes away."""
     try:
         while conn.poll(timeout):
             msg = conn.recv()
-            if msg[0] == "done" or (msg[0] == "ack" and msg[1] == name):
+            if msg[0] == "done" or (msg[0] == "ack" and msg[1] == control.value):
                 return msg
     except (EOFError, OSError):
         return None
@@ -309,12 +321,10 @@ def _wait_answer(conn: Connection, name: str, timeout: float) -> tuple[Any, ...]
 
 
 def _worker_alive(pid: int | None) -> bool:
-    """Is pid a live (not zombie) multiprocessing worker? False where /proc cannot tell."""
+    """Is pid a live multiprocessing worker (not a reused pid)? False where /proc cannot tell."""
     if not pid_alive(pid):
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"multiprocessing" in cmdline

@@ -1,7 +1,8 @@
-"""Numpy helpers behind the recorded events: JSON-safe numbers, confusion matrices, 2-D
-grids, histograms with fixed edges, array summaries and MNIST images.
+"""Numpy helpers behind the recorded events: confusion matrices, 2-D grids, histograms
+with fixed edges and MNIST images.
 
-Evaluating the network itself is engine.inference's job (plain numpy, no graph).
+Evaluating the network is engine.inference's job (plain numpy, no graph); JSON-safe
+numbers are engine.jsonsafe's and array summaries engine.graph.summarize's.
 """
 
 from __future__ import annotations
@@ -13,26 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gradscope.engine.graph import MAX_VALUES, summarize
 from gradscope.engine.inference import softmax_rows
-
-
-def json_float(x: float) -> float | str:
-    """A float JSON can carry: NaN and infinities become "nan", "inf", "-inf"."""
-    x = float(x) + 0.0  # + 0.0 turns -0.0 into 0.0, as engine.graph does
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def json_floats(a: Any, decimals: int | None = None) -> list[float | str]:
-    """An array's values, flattened in C order, as JSON-safe floats."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    if decimals is not None:
-        a = np.round(a, decimals)
-    if np.isfinite(a).all():
-        return a.tolist()
-    return [json_float(v) for v in a.tolist()]
+from gradscope.engine.jsonsafe import json_float, json_floats
 
 
 def confusion(labels: np.ndarray, preds: np.ndarray, classes: int) -> list[list[int]]:
@@ -113,37 +96,6 @@ class Histograms:
             "norm": json_float(norm),
             "sample": json_floats(a[sample_at]),
         }
-
-
-def summary(a: np.ndarray | None) -> dict[str, Any] | None:
-    """engine.graph.summarize's fields (mean, std, min, max, and the values when small),
-    computed faster: in plain Python for small arrays (numpy's per-call overhead
-    dominates there), and in four passes for large ones (std from sum and dot, in
-    float64, which is plenty for a display)."""
-    if a is None:
-        return None
-    if a.size <= MAX_VALUES:
-        vals = a.ravel().tolist()
-        if not vals or not all(map(math.isfinite, vals)):
-            return summarize(a)
-        n = len(vals)
-        mean = math.fsum(vals) / n
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / n)
-        return {
-            "mean": mean + 0.0,
-            "std": std,
-            "min": min(vals) + 0.0,
-            "max": max(vals) + 0.0,
-            "values": [v + 0.0 for v in vals],  # + 0.0: no -0.0, as in engine.graph
-        }
-    x = a.ravel(order="K")
-    with np.errstate(all="ignore"):
-        n = x.size
-        mean = float(np.add.reduce(x, dtype=np.float64)) / n
-        var = float(np.dot(x, x)) / n - mean * mean
-        std = math.sqrt(var) if var > 0 else (0.0 if var >= 0 else math.nan)
-        lo, hi = float(np.min(x)), float(np.max(x))
-    return {k: json_float(v) for k, v in (("mean", mean), ("std", std), ("min", lo), ("max", hi))}
 
 
 # -- images (MNIST) ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The SQLite store: the schema and its migrations, how events are encoded, and exports."""
 
-from gradscope.server.store.db import Store, pid_alive
+from gradscope.server.store.db import Store
+from gradscope.server.store.liveness import pid_alive
 from gradscope.server.store.schema import (
     ACTIVE_STATES,
     DB_NAME,

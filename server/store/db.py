@@ -12,10 +12,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from gradscope.server.runs.events import NewEvent, Pending, StateData
+from gradscope.server.store.encoding import (
+    encode_data,
+    event_row,
+    events_from_row,
+    pack_events,
+    to_json,
+)
+from gradscope.server.store.liveness import pid_alive
 from gradscope.server.store.schema import (  # noqa: F401 - re-exported
     ACTIVE_STATES,
     COLUMNS,
@@ -33,11 +42,8 @@ from gradscope.server.store.schema import (  # noqa: F401 - re-exported
     RunRecord,
     StoreError,
     check_run_id,
-    event_row,
-    events_from_row,
     plain_message,
     retry_locked,
-    to_json,
 )
 
 INSERT_CHUNK = 1000  # rows per INSERT: 7,000 bound values, far below SQLite's 32,766
@@ -177,9 +183,8 @@ class Store:
         elif state in ("queued", "running"):
             fields.update(error=None, error_op=None, traceback=None)
         self._update(conn, run_id, fields)
-        data = {
-            k: v for k, v in (("state", state), ("message", message), ("op", op)) if v is not None
-        }
+        extra = {k: v for k, v in (("message", message), ("op", op)) if v is not None}
+        data = StateData(state=state, **extra)  # type: ignore[arg-type, typeddict-item]
         conn.execute(
             "INSERT INTO events (run_id, seq, type, step, t, data) VALUES (?, ?, 'state', ?, ?, ?)",
             (run_id, last_seq + 1, step, now, to_json(data)),
@@ -256,12 +261,21 @@ class Store:
         with self._tx() as conn:
             return self._set_state(conn, run_id, state, message, op, traceback, only_from)
 
-    def append_events(self, run_id: str, events: list[dict], run_fields: dict | None = None) -> int:
-        """Append events with the next seqs (and update run_fields) in one transaction."""
+    @staticmethod
+    def encode(event: NewEvent) -> NewEvent:
+        """The event encoded now rather than at its commit, e.g. to time what it costs."""
+        return encode_data(event)
+
+    def append_events(
+        self, run_id: str, events: Sequence[Pending], run_fields: dict | None = None
+    ) -> int:
+        """Append events with the next seqs (and update run_fields) in one transaction;
+        consecutive metrics events (a step's may be its StepLoss) share a row (encoding.py)."""
         check_run_id(run_id)
         if run_fields:
             self._check_fields(run_fields)
         now = time.time()
+        events = pack_events(events, now)
         with self._tx() as conn:
             row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -365,15 +379,17 @@ class Store:
         shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
         return existed
 
-    def mark_interrupted(self) -> list[str]:
-        """Running/paused runs whose worker process is gone become "interrupted"; their ids."""
+    def mark_interrupted(self, ownerless: Iterable[str] = ()) -> list[str]:
+        """Running/paused runs whose process is gone become "interrupted"; their ids.
+
+        Runs of a source in `ownerless` (a starting server's own) are, whatever their pid."""
         marked = []
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT id, pid FROM runs WHERE state IN ('running', 'paused')"
+                "SELECT id, pid, source FROM runs WHERE state IN ('running', 'paused')"
             ).fetchall()
-            for run_id, pid in rows:
-                if pid_alive(pid):
+            for run_id, pid, source in rows:
+                if source not in ownerless and pid_alive(pid):
                     continue  # e.g. a `gradscope train` still running beside the server
                 self._set_state(conn, run_id, "interrupted", INTERRUPTED_MESSAGE, None, None, None)
                 marked.append(run_id)
@@ -384,16 +400,3 @@ class Store:
         with self._locked() as conn:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
         return "\n".join(r[0] for r in rows)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Is pid a live process other than this one?"""
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True

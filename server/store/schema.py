@@ -1,9 +1,10 @@
-"""The store's schema: run states, migrations, the run record, JSON and error helpers."""
+"""The store's schema: run states, migrations, the run record, run ids and error messages.
+
+How events are encoded in the rows is encoding.py's job.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sqlite3
 import time
@@ -11,20 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from gradscope.server.runs.events import RUN_STATES  # noqa: F401 - the store's states
 
-RUN_STATES = (
-    "queued",
-    "running",
-    "paused",
-    "finished",
-    "stopped",
-    "failed",
-    "crashed",
-    "interrupted",
-)
 ACTIVE_STATES = {"queued", "running", "paused"}
 FINAL_STATES = {"finished", "stopped", "failed"}
 RESUMABLE_STATES = {"paused", "crashed", "interrupted"}
@@ -88,7 +78,7 @@ def retry_locked(action: Callable[[], object], seconds: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+RUN_ID = re.compile(r"^[0-9a-f]{12}$")  # the one definition
 
 
 @dataclass
@@ -133,101 +123,9 @@ class StoreError(RuntimeError):
 
 def check_run_id(run_id: str) -> str:
     """Return run_id if it has our shape (12 hex digits); paths are built from it."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise ValueError(f"not a run id: {run_id!r}")
     return run_id
-
-
-def _sanitize(value: Any) -> Any:
-    """Replace NaN/Inf floats with the strings "nan"/"inf"/"-inf", recursively."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_sanitize(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _sanitize(value.tolist())
-    return value
-
-
-def _tolist(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-class RawJSON(str):
-    """A value already encoded as JSON text; to_json passes it through as it is."""
-
-
-# A packed row's per-event record: step, wall time, epoch (or -1: another metrics event,
-# whose data is the item `index` of the JSON list after the records), loss (or index).
-PACK_DTYPE = np.dtype([("step", "<i8"), ("t", "<f8"), ("epoch", "<i8"), ("x", "<f8")])
-
-
-def pack_losses(
-    steps: list[tuple[int, float, int, float]], others: list[Any] | None = None
-) -> dict[str, Any]:
-    """One packed metrics event for consecutive metrics events of one commit.
-
-    An entry is a per-step (step, t, epoch, loss), or (step, t, -1, i) for another metrics
-    event (an epoch's test figures) whose data is others[i], so a small set's 13-step
-    epochs do not cut the pack. The store writes it as one row, binary (PACK_DTYPE records,
-    then the others as JSON), that reads back as the events in order: a row per event, or
-    a JSON text per step, cost the training process as much as a small net's step.
-    """
-    if len(steps) == 1:  # a lone event is stored as the plain event it is
-        s, t, e, x = steps[0]
-        data = others[int(x)] if e < 0 and others else loss_json(e, x)
-        return {"type": "metrics", "step": s, "t": t, "data": data}
-    blob = np.array(steps, dtype=PACK_DTYPE).tobytes()
-    if others:
-        blob += to_json(others).encode()
-    last = steps[-1]
-    return {"type": "metrics", "step": last[0], "t": last[1], "n": len(steps), "pack": blob}
-
-
-def _unpack(data: bytes | str, n: int) -> list[tuple[int, float, Any]]:
-    """A packed row's (step, t, data) triples: binary (PACK_DTYPE), or JSON from before."""
-    if isinstance(data, str):  # packs of JSON text, as the first version of v2 wrote them
-        return [tuple(x) for x in json.loads(data)]
-    size = n * PACK_DTYPE.itemsize
-    others = json.loads(data[size:]) if len(data) > size else []
-    isfinite, out = math.isfinite, []
-    for step, t, epoch, x in np.frombuffer(data, PACK_DTYPE, count=n).tolist():
-        if epoch < 0:
-            out.append((step, t, others[int(x)]))
-        else:
-            loss = x if isfinite(x) else json_float_text(x)
-            out.append((step, t, {"epoch": epoch, "train_loss": loss}))
-    return out
-
-
-def loss_json(epoch: int, loss: float) -> RawJSON:
-    """A per-step metrics event's data, formatted directly: the one event every step makes.
-
-    repr(float) is what json.dumps writes for a finite float; non-finite ones become strings.
-    """
-    loss = float(loss)
-    text = repr(loss) if math.isfinite(loss) else f'"{json_float_text(loss)}"'
-    return RawJSON(f'{{"epoch":{epoch},"train_loss":{text}}}')
-
-
-def json_float_text(x: float) -> str:
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def to_json(value: Any) -> str:
-    """Compact JSON; NaN/Inf become strings (the fast path pays nothing when there are none)."""
-    if isinstance(value, RawJSON):
-        return value
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_tolist)
-    except ValueError:
-        return json.dumps(_sanitize(value), allow_nan=False, separators=(",", ":"))
 
 
 _WHY = (  # (fragments of sqlite's message, what to tell the user)
@@ -245,23 +143,3 @@ def plain_message(path: Path, exc: sqlite3.Error) -> str:
     text = str(exc)
     why = next((w for keys, w in _WHY if any(k in text.lower() for k in keys)), "database error")
     return f"{path}: {why} ({text})"
-
-
-def event_row(run_id: str, seq: int, event: dict, now: float) -> tuple:
-    """The events-table row of an event (a packed one's seq is the last of its range)."""
-    n = event.get("n", 1)
-    data = event["pack"] if n > 1 else to_json(event.get("data", {}))
-    t = event.get("t", now)
-    return (run_id, seq, str(event["type"]), int(event.get("step", 0)), t, data, n)
-
-
-def events_from_row(row: tuple) -> list[dict]:
-    """The event(s) a row holds: a packed row of n events becomes n of them, seqs ascending."""
-    seq, kind, step, t, data, n = row
-    if n == 1:
-        return [{"seq": seq, "type": kind, "step": step, "t": t, "data": json.loads(data)}]
-    first = seq - n + 1
-    return [
-        {"seq": first + i, "type": kind, "step": s, "t": ts, "data": d}
-        for i, (s, ts, d) in enumerate(_unpack(data, n))
-    ]

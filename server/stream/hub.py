@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gradscope.server.runs.events import EventsMessage, RunsMessage
 from gradscope.server.settings import Settings
 from gradscope.server.store import Store
 
@@ -40,7 +41,8 @@ class Batch:
 
 def events_message(events: list[dict[str, Any]]) -> str:
     """The websocket message that carries a list of events."""
-    return json.dumps({"kind": "events", "events": events}, separators=(",", ":"))
+    message = EventsMessage(kind="events", events=events)  # type: ignore[typeddict-item]
+    return json.dumps(message, separators=(",", ":"))
 
 
 @dataclass(eq=False)
@@ -213,7 +215,7 @@ class Hub:
                     self.store.runs_changed_since, self.counter
                 )
                 text = json.dumps(
-                    {"kind": "runs", "runs": [r.to_dict() for r in runs], "deleted": deleted}
+                    RunsMessage(kind="runs", runs=[r.to_dict() for r in runs], deleted=deleted)
                 )
                 for client in list(self.lists):
                     try:

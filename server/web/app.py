@@ -6,21 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from gradscope.server import STATIC_DIR
 from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
-from gradscope.server.store import Store, StoreError
+from gradscope.server.store import Store
 from gradscope.server.stream.hub import Hub
-from gradscope.server.web import pages, security
+from gradscope.server.web import docs, errors, pages, security
 from gradscope.server.web.api import predict, presets, runs, ws
 from gradscope.server.web.limits import BodyLimitMiddleware, SlidingWindow
 
@@ -57,31 +52,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Watch a neural network learn: runs, metrics and live streams.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by docs.router from the vendored Swagger UI
+        redoc_url=None,  # ReDoc would load from a CDN: /docs is the one offline viewer
     )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405:
-            # Starlette's Allow names the first route on the path only (GET /api/runs and
-            # POST /api/runs are two routes): list every method the path takes.
-            allowed = {
-                m
-                for route in app.router.routes
-                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
-                for m in route.methods
-            }
-            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": f"the run store failed: {exc}"}, status_code=503)
-
+    errors.install(app)  # every error type's status, JSON for the API, a page for pages
     app.include_router(presets.router)
     app.include_router(runs.router)
     app.include_router(ws.router)
     app.include_router(predict.router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.run_rate = SlidingWindow(settings.max_runs_per_minute)
     # The last added runs first: CORS (answers preflights), then security, then body size.

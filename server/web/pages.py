@@ -2,20 +2,74 @@
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from gradscope.server import STATIC_DIR, TEMPLATES_DIR
-from gradscope.server.runs.config import PRESETS
-from gradscope.server.web.api.deps import RUN_ID_PATTERN, StoreDep
+from gradscope.server.runs.config import PRESETS, RunConfig
+from gradscope.server.web.api.deps import StoreDep, find_run
+from gradscope.server.web.panels import PANELS
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
 VENDOR = STATIC_DIR / "vendor"
 MAX_COMPARED = 12
+# The new-run form's fields: (dotted config path, label, placeholder). Each one's control,
+# options, bounds and help text come from RunConfig's JSON schema.
+FORM_FIELDS = (
+    ("dataset.name", "Data set", ""),
+    ("model.hidden", "Hidden layers", "16,16"),
+    ("model.activation", "Activation", ""),
+    ("loss", "Loss", ""),
+    ("optimizer.name", "Optimizer", ""),
+    ("optimizer.lr", "Learning rate", ""),
+    ("batch_size", "Batch size", "full batch"),
+    ("epochs", "Epochs", ""),
+    ("steps", "Steps", ""),
+    ("seed", "Seed", ""),
+)
+
+
+def _schema_property(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    """The JSON schema of a dotted config path, its $refs and Optional (anyOf null) resolved."""
+    node: dict[str, Any] = schema
+    for key in path.split("."):
+        node = node["properties"][key]
+        if "$ref" in node:
+            node = {**schema["$defs"][node["$ref"].rsplit("/", 1)[1]], **node}
+        for branch in node.get("anyOf", ()):
+            if branch.get("type") != "null":
+                node = {**branch, **node}
+    return node
+
+
+def form_fields() -> list[dict[str, Any]]:
+    """The new-run form's controls, rendered from RunConfig's schema (its Literals, its bounds)."""
+    schema = RunConfig.model_json_schema()
+    fields = []
+    for path, label, placeholder in FORM_FIELDS:
+        prop = _schema_property(schema, path)
+        kind = "select" if "enum" in prop else prop.get("type")
+        fields.append(
+            {
+                "name": path,
+                "label": label,
+                "placeholder": placeholder,
+                "help": prop.get("description", ""),
+                "kind": "number" if kind in ("integer", "number") else kind,
+                "options": prop.get("enum", []),
+                "min": prop.get("minimum", prop.get("exclusiveMinimum")),
+                "max": prop.get("maximum"),
+                "step": "any" if kind == "number" else None,
+            }
+        )
+    return fields
+
+
+NEW_RUN_FIELDS = form_fields()
 
 
 def vendor_ready() -> bool:
@@ -30,7 +84,12 @@ def index(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"presets": list(PRESETS.values()), "featured": featured, "vendor": vendor_ready()},
+        {
+            "presets": list(PRESETS.values()),
+            "featured": featured,
+            "fields": NEW_RUN_FIELDS,
+            "vendor": vendor_ready(),
+        },
     )
 
 
@@ -40,10 +99,7 @@ def compare(request: Request, store: StoreDep, runs: str = "") -> HTMLResponse:
     ids = [r for r in runs.split(",") if r][:MAX_COMPARED]
     found = []
     for run_id in ids:
-        run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
-        if run is None:
-            raise HTTPException(404, f"no run with id {run_id!r}")
-        found.append(run)
+        found.append(find_run(store, run_id))  # an unknown id: the 404 page
     return templates.TemplateResponse(
         request, "compare.html", {"runs": found, "vendor": vendor_ready()}
     )
@@ -58,7 +114,7 @@ def draw(request: Request) -> HTMLResponse:
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str, store: StoreDep) -> HTMLResponse:
     """One run, live: controls and every panel."""
-    run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
-    if run is None:
-        raise HTTPException(404, f"no run with id {run_id!r}")
-    return templates.TemplateResponse(request, "run.html", {"run": run, "vendor": vendor_ready()})
+    run = find_run(store, run_id)  # an unknown id: the 404 page
+    return templates.TemplateResponse(
+        request, "run.html", {"run": run, "panels": PANELS, "vendor": vendor_ready()}
+    )

@@ -19,7 +19,6 @@ import json
 import re
 import secrets
 import socket
-from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -30,9 +29,9 @@ from gradscope.server.settings import Settings
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 OPEN_PREFIX = "/static/"
-# FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN with an inline script:
-# our policy would blank them, so they keep only the other headers.
-NO_CSP_PREFIXES = ("/docs", "/redoc")
+# /docs (Swagger UI, vendored; web/docs.py) starts with an inline script: our policy would
+# blank it, so it keeps only the other headers.
+NO_CSP_PREFIXES = ("/docs",)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 BASE_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -62,7 +61,7 @@ def token_required(settings: Settings) -> bool:
 def with_token(settings: Settings) -> Settings:
     """The settings, with a freshly generated token where one is required but not given."""
     if token_required(settings) and not settings.token:
-        return replace(settings, token=secrets.token_urlsafe(32))
+        return settings.replace(token=secrets.token_urlsafe(32))
     return settings
 
 

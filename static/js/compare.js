@@ -2,20 +2,15 @@
 // Data: GET /api/runs/{id}/metrics (series of `metrics` events, docs/events.md).
 import uPlot from "/static/vendor/uPlot.esm.js";
 import { api } from "./api.js";
+import { drawnRows, line, makeChart } from "./panels/chart.js";
 
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
 const MAX_DRAWN = 4000;
 const root = document.getElementById("compare");
 
+// For display only: the last point of each of at most MAX_DRAWN buckets.
 function thin(xs, ys) {
-  const stride = Math.max(1, Math.ceil(xs.length / MAX_DRAWN));
-  const tx = [], ty = [];
-  for (let i = 0; i < xs.length; i += stride) {
-    const j = Math.min(i + stride, xs.length) - 1;
-    tx.push(xs[j]); ty.push(ys[j]);
-  }
-  return [tx, ty];
+  const rows = drawnRows(xs.length, MAX_DRAWN);
+  return [rows.map((j) => xs[j]), rows.map((j) => ys[j])];
 }
 
 if (root) {
@@ -27,12 +22,10 @@ if (root) {
   });
   const data = uPlot.join(curves);
   const chart = document.getElementById("compare-chart");
-  new uPlot({
-    width: Math.max(400, chart.clientWidth), height: 320,
-    scales: { x: { time: false } }, axes: [{ label: "step" }, { label: "train loss" }],
-    series: [{}, ...ids.map((id, i) => ({ label: id, stroke: COLORS[i % COLORS.length], width: 2,
-      spanGaps: true, points: { show: false } }))],
-  }, data, chart);
+  makeChart(chart, {
+    height: 320, axes: [{ label: "step" }, { label: "train loss" }],
+    series: [{}, ...ids.map((id, i) => ({ ...line(id, i), spanGaps: true }))],
+  }, data);
   results.forEach((m, i) => {
     const row = document.querySelector(`tr[data-run-id="${ids[i]}"]`);
     for (const cell of row.querySelectorAll("[data-final]")) {

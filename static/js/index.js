@@ -48,7 +48,7 @@ function overrides() {
   for (const field of form.querySelectorAll("[name]")) {
     if (field.name === "preset" || field.value === "") continue;
     let value = field.value;
-    if (field.name === "model.hidden") {
+    if (field.dataset.kind === "array") { // a list of numbers, typed as "16,16"
       value = value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
     } else if (field.type === "number") {
       value = Number(value);

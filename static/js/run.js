@@ -1,14 +1,7 @@
-// The live run page: one websocket feeds every panel; panels draw on requestAnimationFrame.
+// The live run page: one websocket feeds every panel (routed by the registry the template
+// rendered); panels draw on requestAnimationFrame.
 import { api } from "./api.js";
 import { RunStream } from "./stream.js";
-import { LossPanel } from "./panels/loss.js";
-import { WeightsPanel } from "./panels/weights.js";
-import { HealthPanel } from "./panels/health.js";
-import { BoundaryPanel } from "./panels/boundary.js";
-import { GraphPanel } from "./panels/graph.js";
-import { NetworkPanel } from "./panels/network.js";
-import { ConfusionPanel } from "./panels/confusion.js";
-import { MnistPanel } from "./panels/mnist.js";
 
 const root = document.getElementById("run");
 const runId = root.dataset.runId;
@@ -17,11 +10,15 @@ const counter = document.getElementById("step-counter");
 const conn = document.getElementById("conn-status");
 const nanBanner = document.getElementById("nan-banner");
 const controlError = document.getElementById("control-error");
-const PANELS = { loss: LossPanel, weights: WeightsPanel, health: HealthPanel,
-  boundary: BoundaryPanel, graph: GraphPanel, network: NetworkPanel,
-  confusion: ConfusionPanel, mnist: MnistPanel };
 
-const panels = [];
+// The panel registry (server/web/panels.py) as the template rendered it: each section names
+// its module and its events. A module that fails to load leaves its panel hidden.
+const sections = [...document.querySelectorAll("[data-panel]")];
+const modules = await Promise.all(sections.map((el) => import(el.dataset.module).catch((err) => {
+  console.warn(`panel ${el.dataset.panel} failed to load`, err);
+  return null;
+})));
+const panels = []; // [{panel, events: Set}]
 let dirty = new Set();
 let frame = 0;
 let step = 0;
@@ -52,10 +49,10 @@ function setState(state, data = {}) {
 
 function onHello(hello) {
   if (!panels.length) {
-    for (const el of document.querySelectorAll("[data-panel]")) {
-      const Panel = PANELS[el.dataset.panel];
-      if (Panel) panels.push(new Panel(el, hello));
-    }
+    sections.forEach((el, i) => {
+      const Panel = modules[i]?.default;
+      if (Panel) panels.push({ panel: new Panel(el, hello), events: new Set(el.dataset.events.split(" ")) });
+    });
   }
   setState(hello.run.state, { message: hello.run.error, op: hello.run.error_op });
 }
@@ -64,10 +61,10 @@ function onEvents(events) {
   for (const e of events) {
     if (e.step > step) step = e.step;
     if (e.type === "state") setState(e.data.state, e.data);
-    for (const p of panels) {
-      if (p.types.includes(e.type)) {
-        p.add(e);
-        dirty.add(p);
+    for (const { panel, events } of panels) {
+      if (events.has(e.type)) {
+        panel.add(e);
+        dirty.add(panel);
       }
     }
   }

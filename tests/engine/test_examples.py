@@ -38,11 +38,14 @@ def test_rectangles_are_seeded_averages() -> None:
         rectangles(0)
 
 
-def test_napkin_neuron_learns_the_average() -> None:
-    ex = NapkinAverage()
-    assert ex.weights == [0.98, 0.4, 0.86, -0.08]
-    assert ex.predict([0.2, 0.5, 0.4, 0.7]).data == pytest.approx(0.684, abs=1e-12)
-    losses = ex.train(300)
+def test_napkin_neuron_learns_the_average(
+    napkin_trained: tuple[NapkinAverage, list[float]],
+) -> None:
+    fresh = NapkinAverage()
+    assert fresh.weights == [0.98, 0.4, 0.86, -0.08]
+    assert fresh.predict([0.2, 0.5, 0.4, 0.7]).data == pytest.approx(0.684, abs=1e-12)
+    ex, losses = napkin_trained  # NapkinAverage() after ex.train(300)
+    assert len(losses) == 300
     assert all(b < a for a, b in itertools.pairwise(losses)), "full-batch GD on a convex loss"
     assert all(abs(w - 0.25) < 0.01 for w in ex.weights), ex.weights
     assert ex.predict([0.2, 0.5, 0.4, 0.7]).data == pytest.approx(0.45, abs=0.01)

@@ -196,3 +196,43 @@ def test_tensor_nodes_are_grouped_by_module() -> None:
 def test_unnamed_parameters_form_one_group() -> None:
     v = article_expression()
     assert {n["group"] for n in to_dict(v["L"])["nodes"]} == {"model"}
+
+
+def test_every_node_carries_its_dot_record_box() -> None:
+    for root in (article_expression()["L"], tensor_net_loss()[1]):
+        d, dot = to_dict(root), to_dot(root)
+        for n in d["nodes"]:
+            assert f'n{n["id"]} [shape=record, label="{n["record"]}"];' in dot
+
+
+def test_groups_come_from_the_model_as_data_when_given() -> None:
+    from gradscope.engine.scalar import MLP
+
+    mlp = MLP(2, [3, 1], activation="tanh", seed=0)
+    layer_of = {p: f"layer{i}" for i, lay in enumerate(mlp.layers) for p in lay.parameters()}
+    for p in layer_of:
+        p.label = ""  # no names to read a layer from
+    loss = (mlp([1.0, -2.0]) - 0.5) ** 2
+    d = to_dict(loss, layer_of)
+    groups = d["groups"]
+    assert sorted(g["name"] for g in groups) == ["layer0", "layer1", "loss"]
+    firsts = [g["nodes"][0] for g in groups]  # in order of first appearance
+    assert firsts == sorted(firsts)
+    params = [d["nodes"][i] for g in groups for i in g["params"]]
+    assert len(params) == len(layer_of) == 9 + 4
+    assert sorted(i for g in groups for i in g["nodes"]) == list(range(len(d["nodes"])))
+    assert {n["group"] for n in d["nodes"] if n["op"] == "tanh"} == {"layer0", "layer1"}
+    # without the mapping, unnamed leaves are no parameters: no layer is found
+    assert {g["name"] for g in to_dict(loss)["groups"]} == {"loss"}
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 65, 5000])
+def test_summaries_match_numpys(size: int) -> None:
+    from gradscope.engine.graph import summarize
+
+    a = np.random.default_rng(size).normal(size=size).astype(np.float32)
+    s = summarize(a)
+    assert s is not None
+    for key, f in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
+        assert s[key] == pytest.approx(float(f(a.astype(np.float64))), rel=1e-4, abs=1e-6)
+    assert ("values" in s) == (size <= 64)

@@ -9,7 +9,7 @@ import sys
 def test_tune_malloc_applies_on_glibc_and_numpy_still_works() -> None:
     code = (
         "import numpy as np\n"
-        "from engine.perf import tune_malloc\n"
+        "from gradscope.engine.perf import tune_malloc\n"
         "ok = tune_malloc()\n"
         "a = np.ones((512, 512), np.float32)\n"
         "del a\n"

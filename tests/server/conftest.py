@@ -1,4 +1,16 @@
-"""A real `gradscope serve` in a subprocess on a loopback port, with its own data dir."""
+"""The servers the tests talk to, each on its own data dir.
+
+- `Server`: a real `gradscope serve` in a subprocess on a loopback port (real uvicorn, real
+  websockets, real processes): for streaming, faults, restarts and the command line.
+- `InProcess`: the same app (`create_app`) in this process, reached through httpx over ASGI
+  (Starlette's TestClient runs its lifespan, so the store, the run manager with its worker
+  processes and the hub are all real): for validation and error tests, which need no socket
+  and no server start-up.
+
+Both have the same REST helpers (`Api`). Fixtures: `server` (a real server per test: for tests
+that kill, restart or otherwise own it), `module_server` (one real server a module's tests
+share) and `app` (an in-process app per test).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +44,63 @@ def integrity(data_dir: Path) -> str:
         con.close()
 
 
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: each request sends only the cookies it is given."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+# One client for every request to a real server. httpx.request() would build a client, and
+# with it an SSL context, per call: 0.2 s of CPU each, which the polling loops paid many times a
+# second. As with httpx.request(), no state carries from one request to the next: no cookies,
+# and no keep-alive (each request opens its own connection, so none outlives a server the test
+# kills or restarts).
+HTTP = httpx.Client(
+    timeout=60, limits=httpx.Limits(max_keepalive_connections=0), cookies=no_cookies()
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-class Server:
+class Api:
+    """REST helpers over `request`, which a subclass provides."""
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        raise NotImplementedError
+
+    def create(self, preset: str | None = None, **config: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"preset": preset}
+        if config:
+            body["config"] = config
+        r = self.request("POST", "/api/runs", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.request("GET", f"/api/runs/{run_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, run_id: str, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if predicate(run):
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; run is {run}")
+            time.sleep(0.05)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        r = self.request("GET", f"/api/runs/{run_id}/export", params={"format": "json"})
+        assert r.status_code == 200, r.text
+        return r.json()["events"]
+
+
+class Server(Api):
     """One server process; start/kill it as the test needs, the data dir stays."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
@@ -85,7 +148,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
             try:
-                if self.ready(httpx.get(f"{self.url}/api/presets", timeout=2)):
+                if self.ready(HTTP.get(f"{self.url}/api/presets", timeout=2)):
                     return self
             except httpx.HTTPError:
                 pass
@@ -106,37 +169,42 @@ class Server:
         self.proc.kill()
         self.proc.wait(10)
 
-    # -- REST helpers ---------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.url}{path}", timeout=60, **kwargs)
+        return HTTP.request(method, f"{self.url}{path}", **kwargs)
 
-    def create(self, preset: str | None = None, **config: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {"preset": preset}
-        if config:
-            body["config"] = config
-        r = self.request("POST", "/api/runs", json=body)
-        assert r.status_code == 201, r.text
-        return r.json()
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        r = self.request("GET", f"/api/runs/{run_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
+class InProcess(Api):
+    """`create_app(settings)` in this process on its own data dir, through an ASGI client.
 
-    def wait_for(self, run_id: str, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.run(run_id)
-            if predicate(run):
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting; run is {run}")
-            time.sleep(0.05)
+    A context manager: entering runs the app's lifespan (store, run manager, hub), leaving
+    shuts it down (workers see their pipe close and exit). `settings` are Settings fields;
+    GRADSCOPE_* variables fill the rest, as for `gradscope serve`.
+    """
 
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        r = self.request("GET", f"/api/runs/{run_id}/export", params={"format": "json"})
-        assert r.status_code == 200, r.text
-        return r.json()["events"]
+    # An address literal: the Host check lets it through, as it does 127.0.0.1:PORT.
+    base_url = "http://127.0.0.1:8000"
+
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        # Imported here: the tests that only start servers do not load the app.
+        from fastapi.testclient import TestClient
+
+        from gradscope.server.settings import Settings
+        from gradscope.server.web.app import create_app
+
+        self.data_dir = data_dir
+        self.settings = Settings.from_env(data_dir=data_dir, **settings)
+        self.app = create_app(self.settings)
+        self.client = TestClient(self.app, base_url=self.base_url, cookies=no_cookies())
+
+    def __enter__(self) -> InProcess:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
 
 
 FINAL = {"finished", "stopped", "failed"}
@@ -184,5 +252,29 @@ def live_server(tmp_path: Path, mnist: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
+    """A real server of the test's own (two runs at once)."""
     with live_server(tmp_path, real_mnist) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory, real_mnist: Path) -> Iterator[Server]:
+    """A real server that a module's tests share (two runs at once): for tests that leave
+    the server as they found it and judge only their own runs."""
+    with live_server(tmp_path_factory.mktemp("module"), real_mnist) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def in_process(data_dir: Path, mnist: Path, **settings: Any) -> Iterator[InProcess]:
+    """The app in this process on `data_dir` (two runs at once unless `settings` say)."""
+    settings = {"mnist_dir": mnist, "max_concurrent": 2, **settings}
+    with InProcess(data_dir, **settings) as app:
+        yield app
+
+
+@pytest.fixture
+def app(tmp_path: Path, real_mnist: Path) -> Iterator[InProcess]:
+    """The app in this process, on the test's own data dir."""
+    with in_process(tmp_path / "data", real_mnist) as a:
+        yield a

@@ -15,11 +15,13 @@ from tests.server.conftest import Server, step_metrics, watch
 STEPS = 6000
 
 
-def _race(server: Server) -> float:
-    """Train a watched and an unwatched run at once; how far the watched one had got (as a
-    share of the other) when the first finished. Every client must get every step."""
+def test_twenty_clients_one_frozen_all_get_every_step(module_server: Server) -> None:
+    """Nineteen clients read a run live while a twentieth never reads: every reader gets
+    every step once, in order, and the frozen one is never dropped (it catches up from the
+    store). How fast the watched run trains is for bench/viewers_paired.py: timing ratios
+    are too noisy for a test."""
+    server = module_server
     watched = server.create("moons", steps=STEPS)
-    alone = server.create("moons", steps=STEPS)
     results: dict[int, list[int]] = {}
     errors: list[BaseException] = []
 
@@ -37,47 +39,38 @@ def _race(server: Server) -> float:
     with connect(
         f"{server.ws_url}/ws/runs/{watched['id']}", open_timeout=30, max_size=None
     ) as frozen:
-        # Both runs train at once; when the first ends, compare how far the other got.
-        while True:
-            a, b = server.run(watched["id"]), server.run(alone["id"])
-            if a["state"] == "finished" or b["state"] == "finished":
-                break
-            assert a["state"] in ("queued", "running") and b["state"] in ("queued", "running")
-            time.sleep(0.05)
+        done = server.wait_for(
+            watched["id"], lambda r: r["state"] not in ("queued", "running"), timeout=180
+        )
+        assert done["state"] == "finished", done
         for t in threads:
             t.join(180)
+        assert not any(t.is_alive() for t in threads), "a reader never saw the run finish"
         # Read the frozen client only now: it was never dropped, it catches up from the store.
         late: list[dict[str, Any]] = []
         json.loads(frozen.recv(timeout=30))  # hello
+        deadline = time.monotonic() + 60
         while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in late):
+            assert time.monotonic() < deadline, f"the frozen client got {len(late)} events"
             late.extend(json.loads(frozen.recv(timeout=30))["events"])
         assert step_metrics(late) == list(range(1, STEPS + 1))
     assert not errors, errors
     assert len(results) == 19
     for steps in results.values():
         assert steps == list(range(1, STEPS + 1)), "every client got every step once, in order"
-    server.wait_for(alone["id"], lambda r: r["state"] == "finished")
-    return 1.0 if a["state"] == "finished" else a["step"] / b["step"]
 
 
-def test_twenty_clients_one_frozen_do_not_slow_training(server: Server) -> None:
-    # Step counts at the moment the first run finished: the watched run is not behind the
-    # unwatched one by more than noise. The 2-core CI host has bursts that halve one
-    # process's speed, so a second race decides when the first looks slow.
-    ratios = [_race(server)]
-    if ratios[0] < 0.75:
-        ratios.append(_race(server))
-    assert max(ratios) >= 0.75, ratios
-
-
-def test_reconnect_with_since_resumes_without_gap(server: Server) -> None:
+def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None:
+    server = module_server
     run = server.create("moons", steps=3000)
     rid = run["id"]
     first: list[dict[str, Any]] = []
     with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["kind"] == "hello"
+        deadline = time.monotonic() + 60
         while len(first) < 500:
+            assert time.monotonic() < deadline, f"only {len(first)} events"
             first.extend(json.loads(ws.recv(timeout=10))["events"])
     last = first[-1]["seq"]
     _, rest = watch(server.ws_url, rid, since=last)
@@ -89,7 +82,9 @@ def test_reconnect_with_since_resumes_without_gap(server: Server) -> None:
         json.loads(ws.recv(timeout=10))
         ws.send(json.dumps({"since": len(seqs) - 3}))
         tail: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
         while not tail or tail[-1]["seq"] < len(seqs):
+            assert time.monotonic() < deadline, f"the replay stopped at {tail[-1:]}"
             tail.extend(json.loads(ws.recv(timeout=10))["events"])
         assert [e["seq"] for e in tail][-3:] == [len(seqs) - 2, len(seqs) - 1, len(seqs)]
 
@@ -100,7 +95,9 @@ def _count_messages(
     with connect(f"{ws_url}/ws/runs/{run_id}", open_timeout=30, max_size=None) as ws:
         json.loads(ws.recv(timeout=30))  # hello
         n, events = 0, []
+        deadline = time.monotonic() + 120
         while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in events):
+            assert time.monotonic() < deadline, f"{run_id} did not finish in {len(events)} events"
             events.extend(json.loads(ws.recv(timeout=60))["events"])
             n += 1
         out[i] = (n, len(events), step_metrics(events))

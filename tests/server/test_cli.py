@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,9 +13,15 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "gradscope"
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     assert SCRIPT.exists(), "the gradscope console script is not installed in this environment"
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_demo_micrograd_trains_and_writes_dot(tmp_path: Path) -> None:
@@ -47,3 +54,19 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> N
     res = run(*args)
     assert res.returncode == 2
     assert message in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GRADSCOPE_MAX_QUEUE", "many", "GRADSCOPE_MAX_QUEUE must be a number, got 'many'"),
+        ("GRADSCOPE_MAX_STEPS", "0", "GRADSCOPE_MAX_STEPS must be at least 1"),
+        ("GRADSCOPE_TOKEN", "short", "GRADSCOPE_TOKEN must be at least 16"),
+    ],
+)
+def test_a_bad_setting_stops_serve_with_its_name(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    res = run("serve", "--data-dir", str(tmp_path), env={variable: value})
+    assert res.returncode == 1
+    assert message in res.stderr and "Traceback" not in res.stderr

@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from gradscope.server.cli import main
+from gradscope.server.cli.commands import Progress
 from tests.server.conftest import ROOT, Server, step_metrics, watch
 
 
@@ -50,6 +54,32 @@ def test_train_runs_export(tmp_path: Path, capsys) -> None:
     assert "no run" in capsys.readouterr().err
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_on_a_terminal_and_off_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)  # rich's overrides of what is a terminal
+    loop = SimpleNamespace(
+        trainer=SimpleNamespace(step=0), last_loss=0.5, last_metrics={"test_acc": 0.25}
+    )
+    cases = [(Terminal(), "xterm", True), (Terminal(), "dumb", False)]
+    for out, term, tty in [*cases, (io.StringIO(), "xterm", False)]:
+        monkeypatch.setenv("TERM", term)
+        with Progress(40, out=out) as progress:
+            assert progress.tty is tty
+            for step in range(1, 41):
+                loop.trainer.step = step
+                progress(loop, final=step == 40)
+        text = out.getvalue()
+        assert "40/40" in text and "loss 0.5" in text and "test acc 25.00%" in text, text
+        assert ("\x1b[" in text) is tty  # a live bar draws with escape codes; a log gets lines
+
+
 def test_train_rejects_bad_config(tmp_path: Path, capsys) -> None:
     code = main(
         ["train", "--preset", "xor", "--set", "optimizer.lr=-1", "--data-dir", str(tmp_path)]
@@ -87,7 +117,10 @@ def test_server_shows_a_cli_run_live(server: Server) -> None:
     )
     try:
         run_id = ""
+        deadline = time.monotonic() + 60
         while not run_id:
+            assert time.monotonic() < deadline, "the CLI run never appeared in the store"
+            assert proc.poll() in (None, 0), proc.communicate()[1]
             runs = server.request("GET", "/api/runs").json()["runs"]
             run_id = runs[0]["id"] if runs else ""
             time.sleep(0.05)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from gradscope.engine.mnist import FILES
+from gradscope.server.store import pid_alive
 from tests.server.confined import (
     ConfinedServer,
     as_unprivileged,
@@ -47,7 +48,8 @@ def whole_history(server: Server, run_id: str) -> list[int]:
 # -- divergence and exceptions ---------------------------------------------------------------
 
 
-def test_divergence_fails_the_run_naming_the_op(server: Server) -> None:
+def test_divergence_fails_the_run_naming_the_op(module_server: Server) -> None:
+    server = module_server  # the fault is the run's own: the server is shared
     run = server.create(
         "moons",
         loss="mse",
@@ -92,10 +94,11 @@ def _foreign_checkpoint(server: Server, path: Path) -> None:
     ids=["truncated", "another-model"],
 )
 def test_a_corrupt_checkpoint_fails_the_resume_with_a_traceback(
-    server: Server, spoil: Any, message: str
+    module_server: Server, spoil: Any, message: str
 ) -> None:
     """An exception inside a worker (here CheckpointError, on resume) fails the run, and the
     run record carries the exception's message and its full traceback."""
+    server = module_server  # the worker killed and the checkpoint spoiled are the run's own
     run = server.create("moons", steps=20_000, record={"checkpoint_every": 100})
     crashed = _kill_worker_mid_run(server, run["id"], 300)
     path = server.data_dir / "checkpoints" / run["id"] / crashed["checkpoint"]
@@ -188,7 +191,9 @@ def test_a_full_disk_fails_the_run_writing_the_database(tmp_path: Path, real_mni
         run = server.create("moons", steps=100_000, record={"every": 1})
         failed = server.wait_for(
             run["id"],
-            lambda r: r["state"] != "queued" and not (r["state"] == "running" and _alive(r["pid"])),
+            lambda r: (
+                r["state"] != "queued" and not (r["state"] == "running" and pid_alive(r["pid"]))
+            ),
         )
         assert server.request("GET", "/api/runs").status_code == 200  # still serving
         steps = whole_history(server, run["id"])
@@ -207,16 +212,6 @@ def test_a_full_disk_fails_the_run_writing_the_database(tmp_path: Path, real_mni
     finally:
         after.stop()
     assert integrity(data) == "ok"
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # -- a read-only data folder -----------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradscope.server.store import pid_alive
 from tests.server.conftest import Server, integrity
 
 ROUNDS = 12  # even rounds kill a worker, odd rounds the server
@@ -18,18 +19,6 @@ STEPS = 1_000_000  # far more than the rounds get through: the runs never finish
 PROGRESS = 150  # steps each run trains past its last committed one before a kill
 RESUMABLE = {"crashed", "interrupted"}
 FINAL = {"finished", "stopped", "failed"}
-
-
-def _gone(pid: int) -> bool:
-    """Exited (a zombie waiting for its parent counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def _wait(what: str, predicate: Any, timeout: float = 60.0) -> Any:
@@ -96,7 +85,7 @@ def test_kill_workers_and_the_server_in_turn(tmp_path: Path, real_mnist: Path) -
                 server.kill()
                 server.start()
                 for run in live:
-                    _wait(f"worker {run['pid']} to exit", lambda pid=run["pid"]: _gone(pid))
+                    _wait(f"worker {run['pid']} to exit", lambda pid=run["pid"]: not pid_alive(pid))
             for rid in runs:
                 run = server.wait_for(rid, lambda r: r["state"] != "queued")
                 assert run["state"] in RESUMABLE | {"running"}, run
@@ -141,7 +130,7 @@ def test_a_lingering_worker_of_a_killed_server_blocks_its_resume(
             assert r.status_code == 409 and "still exiting" in r.text, r.text
         finally:
             os.kill(live["pid"], signal.SIGCONT)
-        _wait("the old worker to exit", lambda: _gone(live["pid"]))
+        _wait("the old worker to exit", lambda: not pid_alive(live["pid"]))
         _resume(server, rid)
         (again,) = _train_a_bit(server, [rid], {rid: server.run(rid)["step"]})
         assert again["pid"] != live["pid"]

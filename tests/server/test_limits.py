@@ -1,7 +1,8 @@
-"""Each limit, exceeded against a real server, answers its 4xx (or websocket close) with a
-message naming the setting: body size, runs per minute, concurrent runs and the queue,
-steps per request, parameters per model, steps per run, websocket message size (also when
-another server runs the app)."""
+"""Each limit, exceeded, answers its 4xx (or websocket close) with a message naming the
+setting: body size, runs per minute, concurrent runs and the queue, steps per request,
+parameters per model, steps per run, websocket message size (also when another server runs
+the app). A real server (one for the module) where uvicorn has a part: bodies sent whole or
+chunked, websocket frames; the app in this process for concurrent runs and the queue."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from websockets.sync.client import connect
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.settings import Settings
 from gradscope.server.web.limits import SlidingWindow, retry_after
-from tests.server.conftest import Server
+from tests.server.conftest import Server, in_process
 from tests.server.test_security import AnyAnswerServer, started
 
 RUN_ID = "0123456789ab"  # a well-formed id no run has
@@ -107,7 +108,7 @@ def test_runs_per_minute(limited: Server) -> None:
     # A refused config does not count; the second run within the minute is refused.
     bad = limited.request("POST", "/api/runs", json={"preset": "no-such-preset"})
     assert bad.status_code == 422
-    limited.create("napkin-average")
+    limited.create("napkin-average", steps=3)  # a short real run, done in a moment
     r = limited.request("POST", "/api/runs", json={"preset": "napkin-average"})
     assert r.status_code == 429, r.text
     assert "GRADSCOPE_MAX_RUNS_PER_MINUTE" in r.json()["detail"]
@@ -163,7 +164,7 @@ def test_the_websocket_limit_holds_under_another_server(tmp_path: Path) -> None:
         "GRADSCOPE_HOST": "127.0.0.1",
     }
     with started(AnyAnswerServer(tmp_path / "data", env, command=uvicorn)) as s:
-        run = s.create("napkin-average")
+        run = s.create("napkin-average", steps=3)
         url = f"{s.ws_url}/ws/runs/{run['id']}"
         since = '{"since": 0}'
         # A valid message padded past the limit (JSON allows the spaces): closed, with why.
@@ -180,13 +181,10 @@ def test_the_websocket_limit_holds_under_another_server(tmp_path: Path) -> None:
             assert first["kind"] == "events" and first["events"][0]["seq"] == 1
 
 
-def test_concurrent_runs_and_the_queue(tmp_path: Path) -> None:
-    env = {
-        "GRADSCOPE_MAX_CONCURRENT": "1",
-        "GRADSCOPE_MAX_QUEUE": "1",
-        "GRADSCOPE_MAX_STEP_REQUEST": "10",
-    }
-    with started(Server(tmp_path / "data", env)) as s:
+def test_concurrent_runs_and_the_queue(tmp_path: Path, real_mnist: Path) -> None:
+    # The app in this process (its runs train in real worker processes): no server to start.
+    limits = {"max_concurrent": 1, "max_queue": 1, "max_step_request": 10}
+    with in_process(tmp_path / "data", real_mnist, **limits) as s:
         a = s.create("moons", steps=200_000)
         s.wait_for(a["id"], lambda r: r["state"] == "running")
         # One run at a time: the next one waits in the queue while the first trains.
@@ -210,4 +208,4 @@ def test_concurrent_runs_and_the_queue(tmp_path: Path) -> None:
         # The slot frees: the queued run trains, and the queue has room again.
         assert s.request("POST", f"/api/runs/{a['id']}/stop").status_code == 200
         s.wait_for(b["id"], lambda r: r["state"] == "finished", timeout=120)
-        assert s.create("napkin-average")["state"] in ("queued", "running")
+        assert s.create("napkin-average", steps=3)["state"] in ("queued", "running")

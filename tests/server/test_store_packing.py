@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.loop import TrainingLoop
 from gradscope.server.runs.trainers import build_trainer
-from gradscope.server.runs.worker import TrainingLoop
-from gradscope.server.store import MIGRATIONS, Store
-from gradscope.server.store.schema import PACK_DTYPE, pack_losses
+from gradscope.server.store import Store
+from gradscope.server.store.encoding import PACK_DTYPE, pack_losses
+from gradscope.server.store.schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -203,3 +204,18 @@ def test_a_pack_of_json_text_from_the_first_schema_2_still_reads(store: Store) -
         (1, 1, 1.5, {"epoch": 0, "train_loss": 0.5}),
         (2, 2, 2.5, {"epoch": 0, "train_loss": "nan"}),
     ]
+
+
+def test_the_store_packs_step_tuples_and_metrics_events_handed_to_it(store: Store) -> None:
+    # What the training loop hands over: steps as StepLoss tuples, other events as dicts.
+    rid = run_id(store)
+    test = {"type": "metrics", "step": 3, "t": 3.5, "data": {"epoch": 1, "test_loss": 0.5}}
+    health = {"type": "health", "step": 3, "t": 3.6, "data": {"grad_norm": {}}}
+    last = store.append_events(rid, [*steps(1, 3), test, health, *steps(4, 5)])
+    assert last == 7
+    events = store.events(rid)
+    assert [e["step"] for e in events] == [1, 2, 3, 3, 3, 4, 5]
+    assert events[3]["data"] == test["data"] and events[4]["data"] == health["data"]
+    assert events[0]["data"] == {"epoch": 0, "train_loss": 1.0}
+    # the first four share a row, then health, then the last two
+    assert [r[2] for r in rows(store, rid)] == [4, 1, 2]

@@ -1,11 +1,10 @@
-"""server.runs.trainers: presets reproduce the articles and learn, events are JSON-safe and
-cheap, checkpoints resume bit for bit, divergence names the op."""
+"""server.runs.trainers: presets reproduce the articles and learn, checkpoints resume bit for
+bit, divergence names the op. (Their events: test_trainer_events.py.)"""
 
 from __future__ import annotations
 
 import gc
 import json
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from gradscope.server.runs.trainers import (
     ScalarTrainer,
     TensorTrainer,
     Trainer,
-    TrainingDiverged,
     build_trainer,
 )
 
@@ -53,9 +51,11 @@ def check_events(events: list[dict], step: int) -> None:
 # -- the two articles --------------------------------------------------------------------
 
 
-def test_napkin_preset_is_the_article_step_for_step() -> None:
+@pytest.fixture(scope="module")
+def napkin() -> tuple[Trainer, list[dict], list[float], NapkinAverage, list[float]]:
+    """The napkin preset trained to its end once for the module, with the article's run:
+    (trainer, its start events, its losses, the article's example, the article's losses)."""
     tr = trainer("napkin-average")
-    assert isinstance(tr, ScalarTrainer) and tr.total_steps == 300
     start = tr.start_events()
     ours = run_to_end(tr)
     ex = NapkinAverage()
@@ -64,18 +64,42 @@ def test_napkin_preset_is_the_article_step_for_step() -> None:
         reference = ex.train(300)
     finally:
         gc.enable()
+    return tr, start, ours, ex, reference
+
+
+def test_napkin_preset_is_the_article_step_for_step(napkin: tuple) -> None:
+    tr, _, ours, ex, reference = napkin
+    assert isinstance(tr, ScalarTrainer) and tr.total_steps == 300
     assert ours == reference  # every loss, bit for bit
     weights = tr.record_events()[0]
     assert weights["type"] == "weights"
     assert weights["data"]["params"] == {f"w{i}": [w] for i, w in enumerate(ex.weights)}
     assert weights["data"]["shapes"] == {f"w{i}": [] for i in range(4)}
     assert all(abs(w - 0.25) < 0.01 for w in ex.weights)
+
+
+def test_napkin_graph_is_sample_zeros(napkin: tuple) -> None:
     # 1000 samples make a graph of thousands of nodes: the event shows sample 0's.
+    start = napkin[1]
     (graph,) = start
     assert graph["type"] == "graph" and graph["data"]["scope"] == "sample 0"
     ops = Counter(n["op"] for n in graph["data"]["nodes"])
     assert ops == Counter({"": 11, "*": 5, "+": 5, "**2": 1})
     assert graph["data"]["dot"].startswith("digraph G {")
+    # the neuron's parameters are one group, named by the model, not by the labels
+    (model,) = (g for g in graph["data"]["groups"] if g["name"] == "model")
+    labels = sorted(graph["data"]["nodes"][i]["label"] for i in model["params"])
+    assert labels == ["w0", "w1", "w2", "w3"]  # the napkin neuron has no bias
+
+
+def test_trained_napkin_structure_and_health_name_its_parameters(napkin: tuple) -> None:
+    tr = napkin[0]
+    events = {e["type"]: e["data"] for e in tr.record_events()}
+    assert set(events["weights"]["structure"]) == set(events["weights"]["params"])
+    assert events["weights"]["structure"]["w3"]["input"] == 3
+    health = events["health"]
+    assert set(health["grad_norm"]) == set(health["update_ratio"]) == {"weight"}
+    assert health["dead_relu"] == {}
 
 
 def test_micrograd_preset_is_the_article_step_for_step() -> None:
@@ -342,146 +366,3 @@ def test_load_checkpoint_refuses_foreign_files(tmp_path: Path) -> None:
     trainer("xor").save_checkpoint(other)
     with pytest.raises(CheckpointError):
         trainer("moons", {"model": {"hidden": [4]}}).load_checkpoint(other)
-
-
-# -- divergence -----------------------------------------------------------------------------------
-
-
-def test_exploding_lr_raises_diverged_naming_an_op() -> None:
-    tr = trainer(
-        "moons",
-        {
-            "loss": "mse",
-            "model": {"hidden": [256, 256, 256], "activation": "relu"},
-            "optimizer": {"name": "sgd", "lr": 10.0},
-            "batch_size": None,
-        },
-    )
-    with pytest.raises(TrainingDiverged) as e:
-        for _ in range(50):
-            tr.train_step()
-    assert e.value.op in TENSOR_OPS, e.value
-    assert "NaN or Inf" in e.value.message and f"step {tr.step + 1}" in e.value.message
-    assert isinstance(e.value, RuntimeError)
-
-
-def test_inf_in_the_data_is_caught_at_the_first_op() -> None:
-    tr = trainer("moons")
-    tr.data.x_train[:] = np.inf
-    before = [p.data.copy() for p in tr.model.parameters()]
-    with pytest.raises(TrainingDiverged) as e:
-        tr.train_step()
-    assert e.value.op == "linear" and "forward of op 'linear'" in e.value.message
-    assert tr.step == 0
-    assert all(np.array_equal(a, p.data) for a, p in zip(before, tr.model.parameters()))
-
-
-def test_scalar_divergence_names_the_op() -> None:
-    tr = trainer("napkin-average", {"optimizer": {"lr": 10.0}, "dataset": {"n": 50}})
-    with pytest.raises(TrainingDiverged) as e:
-        for _ in range(1000):
-            tr.train_step()
-    assert e.value.op in {"**2", "*", "+"}, e.value
-    assert all(math.isfinite(p.data) for p in tr.params)
-
-
-# -- events ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("preset", "overrides"),
-    [
-        ("napkin-average", {"dataset": {"n": 30}}),
-        ("micrograd-classifier", None),
-        (
-            "moons",
-            {
-                "engine": "scalar",
-                "loss": "hinge",
-                "optimizer": {"name": "sgd"},
-                "model": {"hidden": [4]},
-            },
-        ),
-        ("spiral", None),
-        ("moons", {"model": {"hidden": [64, 64]}}),  # > 1000 parameters: histograms
-        ("napkin-average", {"engine": "tensor", "model": {"start_weights": None}}),
-    ],
-)
-def test_events_follow_the_schema(preset: str, overrides: dict | None) -> None:
-    tr = trainer(preset, overrides)
-    check_events(tr.start_events(), 0)
-    epoch_ended = False
-    for _ in range(3):
-        tr.train_step()
-        events = tr.record_events()
-        check_events(events, tr.step)
-        types = [e["type"] for e in events]
-        snapshot = "weights" if tr.num_parameters <= 1000 else "histograms"
-        expected = [snapshot, "health", "graph_values"]
-        expected += ["boundary"] if tr.data.is_2d else []
-        # a classification epoch's confusion matrix comes with the next record
-        expected += ["confusion"] if epoch_ended and tr.data.classes is not None else []
-        assert types == expected
-        epoch_ended = tr.epoch_finished()
-        if epoch_ended:
-            check_events(tr.epoch_events(), tr.step)
-    health = events[1]["data"]
-    assert set(health) == {"grad_norm", "update_ratio", "dead_relu"}
-    assert all(v > 0 for v in health["grad_norm"].values())
-    assert all(v > 0 for v in health["update_ratio"].values())
-    check_events(tr.epoch_events(), tr.step)
-
-
-def test_non_finite_values_become_strings() -> None:
-    tr = trainer("moons", {"model": {"hidden": [4]}})
-    tr.train_step()
-    weight = tr.model.parameters()[0]
-    weight.data[0, 0], weight.data[0, 1] = np.nan, -np.inf
-    events = tr.record_events() + tr.epoch_events()
-    check_events(events, 1)
-    params = events[0]["data"]["params"]["0.weight"]
-    assert params[:2] == ["nan", "-inf"]
-    assert tr.epoch_events()[0]["data"]["test_loss"] == "nan"
-
-
-def test_histograms_keep_their_edges_and_sample() -> None:
-    tr = trainer("moons", {"model": {"hidden": [64, 64]}})
-    assert tr.num_parameters > 1000
-    first = tr.record_events()[0]["data"]["layers"]
-    assert set(first) == {"0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
-    for _ in range(50):
-        tr.train_step()
-    later = tr.record_events()[0]["data"]["layers"]
-    for name, p in tr.model.named_parameters():
-        a, b = first[name], later[name]
-        assert a["edges"] == b["edges"] and len(a["edges"]) == 33
-        assert sum(b["counts"]) == p.size and len(b["counts"]) == 32
-        assert len(b["sample"]) == min(32, p.size) and a["sample"] != b["sample"]
-        assert set(b["sample"]) <= set(p.data.ravel().tolist())  # real values of p
-        assert b["norm"] == pytest.approx(float(np.linalg.norm(p.data)), rel=1e-4)
-
-
-def test_update_ratio_spans_the_interval_between_records() -> None:
-    tr = trainer("moons")
-    tr.train_step()
-    tr.record_events()
-    again = tr.record_events()[1]["data"]  # no step in between: nothing moved
-    assert all(v == 0 for v in again["update_ratio"].values())
-    for _ in range(5):
-        tr.train_step()
-    health = tr.record_events()[1]["data"]
-    assert all(v > 0 for v in health["update_ratio"].values())
-    assert set(health["dead_relu"]) == {"1", "3"}  # the two ReLU modules
-    assert all(0 <= v <= 1 for v in health["dead_relu"].values())
-
-
-def test_epoch_events_report_running_train_accuracy() -> None:
-    tr = trainer("moons")
-    for _ in range(tr.steps_per_epoch):
-        tr.train_step()
-    (metrics,) = tr.epoch_events()
-    assert metrics["data"]["epoch"] == 1
-    assert 0 < metrics["data"]["train_acc"] <= 1 and 0 < metrics["data"]["test_acc"] <= 1
-    confusion = next(e for e in tr.record_events() if e["type"] == "confusion")
-    assert confusion["data"]["labels"] == [0, 1]
-    assert sum(map(sum, confusion["data"]["matrix"])) == 400

@@ -1,4 +1,4 @@
-"""server.runs.worker's TrainingLoop: whole, ordered commits even when the disk fills, checkpoints
+"""server.runs.loop's TrainingLoop: whole, ordered commits even when the disk fills, checkpoints
 pruned only after the run row points past them, and its fast per-step metrics rows."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.loop import TrainingLoop
 from gradscope.server.runs.trainers import build_trainer
-from gradscope.server.runs.worker import TrainingLoop
 from gradscope.server.store import Store
-from gradscope.server.store.schema import loss_json, to_json
+from gradscope.server.store.encoding import loss_json, to_json
 
 
 def test_a_full_disk_fails_the_run_cleanly(tmp_path: Path) -> None:

@@ -42,9 +42,10 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def dashboard(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
-    with live_server(tmp_path, real_mnist) as s:
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory, real_mnist: Path) -> Iterator[Server]:
+    """One server per test module: its tests' runs share the store, each test its own runs."""
+    with live_server(tmp_path_factory.mktemp("dashboard"), real_mnist) as s:
         yield s
 
 

@@ -12,17 +12,22 @@ from tests.server.conftest import Server
 TIMEOUT = 90_000  # ms
 GRAPH = "document.querySelector('#panel-graph')"
 
-# What the SVG shows: layer boxes (name, expanded), value nodes, op nodes, edges.
+# What the SVG shows: layer boxes (name, expanded) from left to right, value nodes, op
+# nodes, edges (a box's id "grpK" read as its group's name).
 SHOWN = """() => {
     const svg = document.querySelector('#panel-graph svg');
     const titles = [...svg.querySelectorAll('g.node title')].map(t => t.textContent);
+    const boxes = [...svg.querySelectorAll('g.node[data-group]')];
+    const names = new Map(boxes.map(g => [g.querySelector('title').textContent, g.dataset.group]));
+    const x = (g) => g.getBoundingClientRect().x;
     return {
-        boxes: [...svg.querySelectorAll('g.node[data-group]')]
+        boxes: boxes.sort((a, b) => x(a) - x(b))
             .map(g => [g.dataset.group, g.dataset.expanded === 'true']),
         values: titles.filter(t => /^n\\d+$/.test(t)).length,
         ids: titles.filter(t => /^n\\d+$/.test(t)).map(t => Number(t.slice(1))),
         ops: titles.filter(t => /^n\\d+_op$/.test(t)).length,
-        edges: [...svg.querySelectorAll('g.edge title')].map(t => t.textContent),
+        edges: [...svg.querySelectorAll('g.edge title')]
+            .map(t => t.textContent.replace(/grp\\d+/g, (id) => names.get(id))),
     };
 }"""
 
@@ -62,7 +67,7 @@ def test_micrograd_graph_collapses_to_layers_and_expands(dashboard: Server, page
     shown = page.evaluate(SHOWN)
     assert shown["boxes"] == [["L0", False], ["L1", False], ["L2", False], ["loss", False]]
     assert shown["values"] == 0 and shown["ops"] == 0
-    assert sorted(shown["edges"]) == ["grp0->grp1", "grp1->grp2", "grp2->grp3"]
+    assert sorted(shown["edges"]) == ["L0->L1", "L1->L2", "L2->loss"]
     assert "176 values · 16 params" in _box_text(page, "L0")
 
     # The boxes show the latest values: the loss, and each layer's gradient norm.
@@ -84,8 +89,8 @@ def test_micrograd_graph_collapses_to_layers_and_expands(dashboard: Server, page
     assert shown["ops"] == sum(1 for n in nodes if n["group"] == "L1" and n["op"])
     assert shown["boxes"] == [["L0", False], ["L1", True], ["L2", False], ["loss", False]]
     # Edges now run from the L0 box into L1's product nodes and out of L1's tanh nodes.
-    assert any(e.startswith("grp0->n") and e.endswith("_op") for e in shown["edges"])
-    assert any(e.startswith("n") and e.endswith("->grp2") for e in shown["edges"])
+    assert any(e.startswith("L0->n") and e.endswith("_op") for e in shown["edges"])
+    assert any(e.startswith("n") and e.endswith("->L2") for e in shown["edges"])
     weight = next(i for i, n in enumerate(nodes) if n["label"] == "L1.N2.w3")
     texts = page.locator(f"#panel-graph g.node:has(title:text-is('n{nodes[weight]['id']}')) text")
     assert f"data {values['data'][weight]:.4f}" in texts.all_text_contents()
@@ -148,3 +153,39 @@ def test_a_deep_tensor_graph_collapses_by_module(dashboard: Server, page: Any) -
         graph["nodes"][i]["label"] or graph["nodes"][i]["op"] for i in page.evaluate(SHOWN)["ids"]
     }
     assert shown == {"4.weight", "4.bias", "linear", "relu"}
+
+
+# The real GraphPanel fed a made-up 70-node chain whose records say what no field of the node
+# does, in groups the event alone names: the panel draws the server's records and groups.
+FROM_THE_EVENT = """async () => {
+    const { default: GraphPanel } = await import('/static/js/panels/graph.js');
+    const el = document.createElement('section');
+    el.innerHTML = '<div class="panel-body"></div>';
+    document.querySelector('main').append(el);
+    const p = new GraphPanel(el);
+    const n = 70;
+    const nodes = Array.from({ length: n }, (_, i) => ({
+        id: i, label: `v${i}`, op: i ? 'tanh' : '', group: 'ignored', data: i, grad: 0,
+        record: `{ from the server ${i} | data ${i}.0000 | grad 0.0000 }` }));
+    const edges = nodes.slice(1).map((v) => [v.id - 1, v.id]);
+    const half = [...Array(35).keys()];
+    const groups = [{ name: 'first', nodes: half, params: [0] },
+                    { name: 'second', nodes: half.map((i) => i + 35), params: [] }];
+    p.add({ type: 'graph', step: 0, data: { kind: 'scalar', root: n - 1, nodes, edges, groups,
+        dot: 'digraph G {}' } });
+    await p.render();
+    const boxes = [...el.querySelectorAll('g.node[data-group]')].map((g) => g.dataset.group);
+    p.expanded = new Set([0, 1]);
+    await p.render();
+    const texts = [...el.querySelectorAll('g.node text')].map((t) => t.textContent);
+    return { boxes, shown: el.dataset.shown, texts };
+}"""
+
+
+def test_records_and_groups_come_from_the_event(dashboard: Server, page: Any) -> None:
+    page.goto(dashboard.url + "/")
+    out = page.evaluate(FROM_THE_EVENT)
+    assert out["boxes"] == ["first", "second"]
+    assert out["shown"] == "70"
+    assert {f"from the server {i}" for i in range(70)} <= set(out["texts"])
+    assert not any(t.startswith("v") for t in out["texts"])  # no record rebuilt from labels

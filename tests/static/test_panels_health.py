@@ -69,7 +69,7 @@ def test_health_charts_follow_a_run(dashboard: Server, page: Any) -> None:
 # a ratio that is "inf" every 7th record, a dead share of 0.25; a second ReLU module that
 # only shows up halfway.
 SYNTHETIC = """async (n) => {
-    const { HealthPanel, MAX_STORED } = await import('/static/js/panels/health.js');
+    const { default: HealthPanel, MAX_STORED } = await import('/static/js/panels/health.js');
     const el = document.createElement('section');
     el.className = 'card panel';
     el.innerHTML = '<div class="panel-body"></div>';
@@ -87,7 +87,7 @@ SYNTHETIC = """async (n) => {
     p.draw();
     const data = (k) => p.plots[k].plot.data;
     return {
-        cap: MAX_STORED, batches, stored: p.steps.length, records: el.dataset.records,
+        cap: MAX_STORED, batches, stored: p.history.n, records: el.dataset.records,
         steps: data('grad_norm')[0], grad: data('grad_norm').slice(1, 3),
         ratio: data('update_ratio').slice(1), dead: data('dead_relu').slice(1),
         rows: el.querySelectorAll('.health-latest tr').length,

@@ -49,14 +49,18 @@ def test_x_by_step_epoch_and_time(dashboard: Server, page: Any) -> None:
     assert again["xLast"] == "60" and int(again["draws"]) > int(step["draws"])
 
 
-# The real LossPanel on the page, fed a full-batch config (one step an epoch, so the config
-# says 1) and events whose epoch field ticks every 10 steps: the events win.
+# The real LossPanel on the page, fed a full-batch run's hello (the server counts one step an
+# epoch: steps_per_epoch 1) and events whose epoch field ticks every 10 steps: the events win.
+# A second panel shows that the hello's count is used as the server sent it.
 EPOCHS_FROM_EVENTS = """async () => {
-    const { LossPanel, stepsPerEpoch } = await import('/static/js/panels/loss.js');
-    const el = document.createElement('section');
-    el.innerHTML = '<div class="panel-body"></div>';
-    document.querySelector('main').append(el);
-    const p = new LossPanel(el, { config: { batch_size: null, dataset: { name: 'moons' } } });
+    const { default: LossPanel } = await import('/static/js/panels/loss.js');
+    const panel = (hello) => {
+        const el = document.createElement('section');
+        el.innerHTML = '<div class="panel-body"></div>';
+        document.querySelector('main').append(el);
+        return [new LossPanel(el, hello), el];
+    };
+    const [p, el] = panel({ steps_per_epoch: 1 });
     const before = p.spe;
     for (let s = 1; s <= 35; s++) {
         const data = { epoch: Math.floor(s / 10), train_loss: 1 / s };
@@ -66,8 +70,8 @@ EPOCHS_FROM_EVENTS = """async () => {
     p.rebuild();
     return {
         before, after: p.spe, xLast: Number(el.dataset.xLast),
-        mnist: stepsPerEpoch({ batch_size: 64, dataset: { name: 'mnist' } }),
-        tiny: stepsPerEpoch({ batch_size: 3, dataset: { name: 'tiny' } }),
+        mnist: panel({ steps_per_epoch: 938 })[0].spe,
+        unknown: panel({ steps_per_epoch: null })[0].spe,
     };
 }"""
 
@@ -77,4 +81,15 @@ def test_steps_per_epoch_come_from_the_events(dashboard: Server, page: Any) -> N
     out = page.evaluate(EPOCHS_FROM_EVENTS)
     assert out["before"] == 1 and out["after"] == 10
     assert out["xLast"] == pytest.approx(3.5)
-    assert out["mnist"] == 938 and out["tiny"] == 2
+    assert out["mnist"] == 938 and out["unknown"] == 1
+
+
+def test_the_hello_carries_steps_per_epoch(dashboard: Server, page: Any) -> None:
+    # 400 moons in batches of 32: the page's epoch axis uses the server's 13, not its own sum.
+    run = dashboard.create("moons", steps=5, batch_size=32)
+    page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function(
+        f"document.querySelector('{PANEL}').dataset.stepsPerEpoch === '13'", timeout=TIMEOUT
+    )
+    source = page.evaluate("() => fetch('/static/js/panels/loss.js').then(r => r.text())")
+    assert "60000" not in source and "batch_size" not in source

@@ -1,8 +1,8 @@
 """Trainers for run configs: build_trainer picks the engine, loads the data, builds the model.
 
-The pieces: trainer_base.py (the clock, the data order, the numpy-built events),
-trainers_scalar.py (the articles' Value engine), trainers_tensor.py (engine.nn), with
-run_data.py (data sets and targets) and recording.py (event helpers) beneath them.
+The pieces: base.py (the clock, the data order, the numpy-built events), scalar.py (the
+articles' Value engine), tensor.py (engine.nn), with ../data.py (data sets and targets),
+../recording.py (event helpers) and ../events.py (what each event holds) beneath them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """What every trainer shares: the step/epoch clock, the data order, and the events built
 from plain numpy (dataset, weights or histograms, boundary, test metrics, confusion).
 
-Engine-specific parts (the step itself, health, the graph, checkpoints) live in
-trainers_scalar.py and trainers_tensor.py.
+Engine-specific parts (the step itself, health, the graph, the model's structure,
+checkpoints) live in scalar.py and tensor.py. Every event is built from the declarations
+in server/runs/events.py.
 """
 
 from __future__ import annotations
@@ -15,15 +16,30 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine.inference import Layer, class1_probability, forward, loss_value, predict
+from gradscope.engine.jsonsafe import json_float, json_floats
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD, RunData
+from gradscope.server.runs.events import (
+    BoundaryData,
+    ConfusionData,
+    DatasetData,
+    EpochMetrics,
+    FirstLayerData,
+    GraphData,
+    GraphValuesData,
+    HealthData,
+    HistogramsData,
+    MisclassifiedData,
+    NewEvent,
+    ParamStructure,
+    WeightsData,
+    new_event,
+)
 from gradscope.server.runs.recording import (
     Histograms,
     bounds_of,
     confusion,
     grid_points,
-    json_float,
-    json_floats,
     misclassified,
     unit_images,
 )
@@ -39,10 +55,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, op: str | None = None) -> None:
         super().__init__(message)
         self.message, self.op = message, op
-
-
-def event(kind: str, step: int, data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": kind, "step": step, "data": data}
 
 
 class Trainer:
@@ -66,7 +78,7 @@ class Trainer:
         self._last_images = -math.inf
         # Small data sets end an epoch every few steps: their confusion matrix waits for the
         # next snapshot (on the recording budget) instead of adding an event every epoch.
-        self._confusion: dict[str, Any] | None = None
+        self._confusion: ConfusionData | None = None
 
     # -- the clock and the data order ----------------------------------------------------
 
@@ -121,13 +133,17 @@ class Trainer:
         """Every parameter by name, for the weights and histograms events."""
         raise NotImplementedError
 
-    def _health(self) -> dict[str, Any]:
+    def structure(self) -> dict[str, ParamStructure]:
+        """Where each parameter (by the name _params gives it) sits in the model."""
         raise NotImplementedError
 
-    def _graph(self) -> dict[str, Any]:
+    def _health(self) -> HealthData:
         raise NotImplementedError
 
-    def _graph_values(self) -> dict[str, Any]:
+    def _graph(self) -> GraphData:
+        raise NotImplementedError
+
+    def _graph_values(self) -> GraphValuesData:
         raise NotImplementedError
 
     def _restore_position(self, step: int, meta: dict[str, Any]) -> None:
@@ -153,62 +169,65 @@ class Trainer:
 
     # -- events ------------------------------------------------------------------------------
 
-    def start_events(self) -> list[dict[str, Any]]:
+    def start_events(self) -> list[NewEvent]:
         """Once at the start: the 2-D data set's points, and the computation graph."""
         events = []
         if self._bounds is not None and self.data.y_train is not None:
             x, y = self.data.x_train[:MAX_POINTS], self.data.y_train[:MAX_POINTS]
             points = np.concatenate([np.round(x.astype(np.float64), 5), y[:, None]], axis=1)
             rows = [[a, b, int(c)] for a, b, c in points.tolist()]
-            events.append(event("dataset", self.step, {"points": rows, "bounds": self._bounds}))
-        events.append(event("graph", self.step, self._graph()))
+            data = DatasetData(points=rows, bounds=self._bounds)
+            events.append(new_event("dataset", self.step, data))
+        events.append(new_event("graph", self.step, self._graph()))
         return events
 
-    def record_events(self) -> list[dict[str, Any]]:
+    def record_events(self) -> list[NewEvent]:
         """The every-k-steps snapshot: weights or histograms, health, graph values, boundary."""
         params = self._params()
         if self.num_parameters <= MAX_WEIGHTS:
-            data: dict[str, Any] = {
-                "params": {k: json_floats(v) for k, v in params.items()},
-                "shapes": {k: list(v.shape) for k, v in params.items()},
-            }
-            events = [event("weights", self.step, data)]
+            weights = WeightsData(
+                params={k: json_floats(v) for k, v in params.items()},
+                shapes={k: list(v.shape) for k, v in params.items()},
+                structure=self.structure(),
+            )
+            events = [new_event("weights", self.step, weights)]
         else:
             layers = {k: self._hist.layer(k, v) for k, v in params.items()}
-            events = [event("histograms", self.step, {"layers": layers})]
-        events.append(event("health", self.step, self._health()))
-        events.append(event("graph_values", self.step, self._graph_values()))
+            hist = HistogramsData(layers=layers, structure=self.structure())
+            events = [new_event("histograms", self.step, hist)]
+        events.append(new_event("health", self.step, self._health()))
+        events.append(new_event("graph_values", self.step, self._graph_values()))
         if self._bounds is not None:
-            events.append(event("boundary", self.step, self.boundary()))
+            events.append(new_event("boundary", self.step, self.boundary()))
         if self._confusion is not None:
-            events.append(event("confusion", self.step, self._confusion))
+            events.append(new_event("confusion", self.step, self._confusion))
             self._confusion = None
         now = time.monotonic()
         if self._images and (
             now - self._last_images >= IMAGE_EVERY or self.step >= self.total_steps
         ):
             self._last_images = now
-            events.append(event("first_layer", self.step, self.first_layer()))
+            events.append(new_event("first_layer", self.step, self.first_layer()))
         return events
 
-    def first_layer(self) -> dict[str, Any]:
+    def first_layer(self) -> FirstLayerData:
         """The first layer's weights into the first units, as 28x28 images."""
         w = self._layers()[0][0]
-        return {"shape": [28, 28], **unit_images(w)}
+        return FirstLayerData(shape=[28, 28], **unit_images(w))
 
     def test_image(self, row: int) -> np.ndarray:
         """A test image back in 0..1 (undoing the standardisation the run applied)."""
         x = self.data.x_test[row].astype(np.float64)
         return x * MNIST_STD + MNIST_MEAN if self.config.dataset.standardize else x
 
-    def boundary(self) -> dict[str, Any]:
+    def boundary(self) -> BoundaryData:
         """P(class 1) over a grid covering the 2-D data (row-major, y outer)."""
         assert self._bounds is not None, "only 2-D data sets have a decision boundary"
         n = self.config.record.boundary_grid
         if self._grid is None:
             self._grid = grid_points(self._bounds, n).astype(self.data.x_train.dtype)
         p = class1_probability(forward(self._layers(), self._grid), self.data.target)
-        return {"grid": n, "bounds": self._bounds, "values": json_floats(p, 4)}
+        return BoundaryData(grid=n, bounds=self._bounds, values=json_floats(p, 4))
 
     def evaluate(self) -> dict[str, Any]:
         """Test loss (and accuracy, predictions) under the current weights."""
@@ -223,21 +242,23 @@ class Trainer:
             result["test_acc"] = float((result["preds"] == d.y_test).mean())
         return result
 
-    def epoch_events(self) -> list[dict[str, Any]]:
+    def epoch_events(self) -> list[NewEvent]:
         """At an epoch's end: test metrics; for MNIST the confusion matrix and the mistakes."""
         ev = self.evaluate()
-        metrics: dict[str, Any] = {"epoch": self.epoch, "test_loss": json_float(ev["test_loss"])}
-        events = [event("metrics", self.step, metrics)]
+        metrics = EpochMetrics(epoch=self.epoch, test_loss=json_float(ev["test_loss"]))
+        events = [new_event("metrics", self.step, metrics)]
         if "preds" in ev and self.data.classes is not None and self.data.y_test is not None:
             metrics["test_acc"] = ev["test_acc"]
             if self._seen:
                 metrics["train_acc"] = self._correct / self._seen
             matrix = confusion(self.data.y_test, ev["preds"], len(self.data.classes))
-            data = {"labels": self.data.classes, "matrix": matrix}
+            data = ConfusionData(labels=self.data.classes, matrix=matrix)
             if not self._images:
                 self._confusion = data
                 return events
-            events.append(event("confusion", self.step, data))
+            events.append(new_event("confusion", self.step, data))
             wrong = misclassified(ev["out"], self.data.y_test, ev["preds"], self.test_image)
-            events.append(event("misclassified", self.step, {"shape": [28, 28], **wrong}))
+            events.append(
+                new_event("misclassified", self.step, MisclassifiedData(shape=[28, 28], **wrong))
+            )
         return events

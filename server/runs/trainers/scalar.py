@@ -12,7 +12,6 @@ import contextlib
 import gc
 import json
 import math
-import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,28 +21,18 @@ import numpy as np
 
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.checkpoint import CheckpointError
-from gradscope.engine.graph import to_dict, to_dot
+from gradscope.engine.graph import MODEL_GROUP, to_dict, to_dot
+from gradscope.engine.health import grad_norm, update_ratio
 from gradscope.engine.inference import Layer
+from gradscope.engine.jsonsafe import json_float
 from gradscope.engine.nn import _atomic_write
 from gradscope.engine.scalar import MLP, Neuron, Value
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import RunData
-from gradscope.server.runs.recording import json_float
+from gradscope.server.runs.events import GraphData, GraphValuesData, HealthData, ParamStructure
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
 
 FORMAT = "gradscope-scalar-checkpoint"
-
-
-def _op_of(e: ArithmeticError | ValueError) -> str | None:
-    """The op a scalar-engine error message names (its ops raise rather than overflow)."""
-    msg = str(e)
-    m = re.search(r"\*\* (\S+) overflows|to the power (\S+)|fractional power (\S+)", msg)
-    if m:
-        return "**" + next(g for g in m.groups() if g)
-    for op in ("exp", "log"):
-        if msg.startswith(op):
-            return op
-    return None
 
 
 @contextlib.contextmanager
@@ -70,6 +59,9 @@ class ScalarTrainer(Trainer):
         super().__init__(config, data)
         m, nin = config.model, config.dataset.input_size()
         self._groups: dict[str, list[Value]] = {}
+        # Each parameter's place (by its label) and its layer in the graph, from the model.
+        self._structure: dict[str, ParamStructure] = {}
+        self._param_groups: dict[Value, str] = {}
         if not m.hidden:
             neuron = Neuron(nin, activation=m.output, bias=m.bias, seed=config.seed)
             for i, w in enumerate(neuron.w):
@@ -80,6 +72,7 @@ class ScalarTrainer(Trainer):
             if neuron.b is not None:
                 neuron.b.label = "b"
                 self._groups["bias"] = [neuron.b]
+            self._place(neuron, 0, 0, MODEL_GROUP)
             self.model: Neuron | MLP = neuron
         else:
             mlp = MLP(
@@ -92,6 +85,8 @@ class ScalarTrainer(Trainer):
                 self._groups[f"L{li}.weight"] = [w for n in layer.neurons for w in n.w]
                 if m.bias:
                     self._groups[f"L{li}.bias"] = [n.b for n in layer.neurons if n.b is not None]
+                for ni, n in enumerate(layer.neurons):
+                    self._place(n, li, ni, f"L{li}")
             self.model = mlp
         self.params = self.model.parameters()
         self.lr = config.optimizer.lr
@@ -100,6 +95,21 @@ class ScalarTrainer(Trainer):
         self._last_loss: Value | None = None
         self._scope: str | None = None
         self._before = self._snapshot()
+
+    def _place(self, neuron: Neuron, layer: int, unit: int, group: str) -> None:
+        """Record where a neuron's parameters sit: structure by label, graph group by node."""
+        for i, w in enumerate(neuron.w):
+            self._structure[w.label] = ParamStructure(
+                layer=layer, unit=unit, input=i, kind="weight"
+            )
+            self._param_groups[w] = group
+        if neuron.b is not None:
+            b = ParamStructure(layer=layer, unit=unit, input=None, kind="bias")
+            self._structure[neuron.b.label] = b
+            self._param_groups[neuron.b] = group
+
+    def structure(self) -> dict[str, ParamStructure]:
+        return self._structure
 
     # -- the step -------------------------------------------------------------------------
 
@@ -124,7 +134,8 @@ class ScalarTrainer(Trainer):
         try:
             outs, loss = self._loss_on(rows)
         except (ArithmeticError, ValueError) as e:
-            raise TrainingDiverged(f"{at}: {e}", _op_of(e)) from None
+            # The engine's ops raise rather than make NaN/Inf, naming themselves in e.op.
+            raise TrainingDiverged(f"{at}: {e}", getattr(e, "op", None)) from None
         if not math.isfinite(loss.data):
             raise TrainingDiverged(f"{at}: the loss is {loss.data}", _first_bad(loss, "data"))
         for p in self.params:
@@ -159,17 +170,15 @@ class ScalarTrainer(Trainer):
     def _snapshot(self) -> dict[str, np.ndarray]:
         return {k: np.array([v.data for v in vs]) for k, vs in self._groups.items()}
 
-    def _health(self) -> dict[str, Any]:
+    def _health(self) -> HealthData:
         """Per parameter group: gradient norm, and the update over the interval / weight norm."""
         grad, ratio = {}, {}
         now = self._snapshot()
         for k, vs in self._groups.items():
-            grad[k] = json_float(math.sqrt(sum(v.grad * v.grad for v in vs)))
-            old = self._before[k]
-            norm, delta = float(np.linalg.norm(old)), float(np.linalg.norm(now[k] - old))
-            ratio[k] = json_float(delta / norm if norm > 0 else (0.0 if delta == 0 else math.inf))
+            grad[k] = json_float(grad_norm(np.array([v.grad for v in vs])))
+            ratio[k] = json_float(update_ratio(self._before[k], now[k]))
         self._before = now
-        return {"grad_norm": grad, "update_ratio": ratio, "dead_relu": {}}
+        return HealthData(grad_norm=grad, update_ratio=ratio, dead_relu={})
 
     # -- the graph ------------------------------------------------------------------------
 
@@ -209,17 +218,19 @@ class ScalarTrainer(Trainer):
             for p, g in zip(self.params, saved):
                 p.grad = g
 
-    def _graph(self) -> dict[str, Any]:
-        data = self._with_graph(lambda root: {**to_dict(root), "dot": to_dot(root)})
-        return {**data, "scope": self._graph_scope()}
+    def _graph(self) -> GraphData:
+        def graph(root: Value) -> GraphData:
+            scope = self._graph_scope()
+            return GraphData(**to_dict(root, self._param_groups), dot=to_dot(root), scope=scope)
 
-    def _graph_values(self) -> dict[str, Any]:
-        def values(root: Value) -> dict[str, Any]:
+        return self._with_graph(graph)
+
+    def _graph_values(self) -> GraphValuesData:
+        def values(root: Value) -> GraphValuesData:
             nodes = topological_order(root)
-            return {
-                "data": [json_float(v.data) for v in nodes],
-                "grad": [json_float(v.grad) for v in nodes],
-            }
+            return GraphValuesData(
+                data=[json_float(v.data) for v in nodes], grad=[json_float(v.grad) for v in nodes]
+            )
 
         return self._with_graph(values)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -13,11 +12,12 @@ import gradscope.engine.nn.functional as F
 from gradscope import engine
 from gradscope.engine import AnomalyError, Tensor, checkpoint, health, nn, optim
 from gradscope.engine.autograd import topological_order
-from gradscope.engine.graph import to_dict, to_dot
+from gradscope.engine.graph import summarize, to_dict, to_dot
 from gradscope.engine.inference import Layer, mlp_layers
+from gradscope.engine.jsonsafe import json_float
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import RunData
-from gradscope.server.runs.recording import json_float, summary
+from gradscope.server.runs.events import GraphData, GraphValuesData, HealthData, ParamStructure
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
 
 LOSSES = {
@@ -42,6 +42,23 @@ def make_optimizer(config: RunConfig, params: list[nn.Parameter]) -> optim.Optim
     return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
+def _structure(model: nn.MLP) -> tuple[dict[str, ParamStructure], dict[Tensor, str]]:
+    """Each parameter's place (by name) and its layer in the graph (by node), from the
+    model's modules: the weight layers are its Linear modules, in order."""
+    structure: dict[str, ParamStructure] = {}
+    groups: dict[Tensor, str] = {}
+    layer = 0
+    for name, module in model.children():
+        if not isinstance(module, nn.Linear):
+            continue
+        for pname, p in module.named_parameters(f"{name}."):
+            kind = "weight" if p is module.weight else "bias"
+            structure[pname] = ParamStructure(layer=layer, unit=None, input=None, kind=kind)
+            groups[p] = name
+        layer += 1
+    return structure, groups
+
+
 class TensorTrainer(Trainer):
     """An nn.MLP trained on numpy batches."""
 
@@ -54,6 +71,7 @@ class TensorTrainer(Trainer):
         )
         self.optimizer = make_optimizer(config, self.model.parameters())
         self._named = list(self.model.named_parameters())
+        self._structure, self._param_groups = _structure(self.model)
         self._loss_fn = partial(LOSSES[config.loss], reduction=config.reduction)
         # The last step's loss, holding its graph (and the ReLU outputs health reads) until
         # the next step starts; released first thing there, so memory is reused.
@@ -112,13 +130,18 @@ class TensorTrainer(Trainer):
             self._last_loss = loss
         return self._last_loss
 
-    def _graph(self) -> dict[str, Any]:
+    def _graph(self) -> GraphData:
         root = self._graph_root()
-        return {**to_dict(root), "dot": to_dot(root), "scope": "step"}
+        return GraphData(**to_dict(root, self._param_groups), dot=to_dot(root), scope="step")
 
-    def _graph_values(self) -> dict[str, Any]:
+    def _graph_values(self) -> GraphValuesData:
         nodes = topological_order(self._graph_root())  # to_dict's node order
-        return {"data": [summary(v.data) for v in nodes], "grad": [summary(v.grad) for v in nodes]}
+        return GraphValuesData(
+            data=[summarize(v.data) for v in nodes], grad=[summarize(v.grad) for v in nodes]
+        )
+
+    def structure(self) -> dict[str, ParamStructure]:
+        return self._structure
 
     def _layers(self) -> list[Layer]:
         return mlp_layers(self.model)
@@ -126,15 +149,17 @@ class TensorTrainer(Trainer):
     def _params(self) -> dict[str, np.ndarray]:
         return {name: p.data for name, p in self._named}
 
-    def _health(self) -> dict[str, Any]:
+    def _health(self) -> HealthData:
         self._graph_root()  # dead-ReLU shares need a live forward pass
-        result = {
-            "grad_norm": health.grad_norms(self.model),
-            "update_ratio": health.update_ratios(self.model, self._before),
-            "dead_relu": health.dead_relu_fractions(self.model),
-        }
+        safe = {n: json_float(v) for n, v in health.grad_norms(self.model).items()}
+        ratios = health.update_ratios(self.model, self._before)
+        dead = health.dead_relu_fractions(self.model)
         self._before = health.snapshot(self.model)
-        return {k: {n: json_float(v) for n, v in d.items()} for k, d in result.items()}
+        return HealthData(
+            grad_norm=safe,
+            update_ratio={n: json_float(v) for n, v in ratios.items()},
+            dead_relu={n: json_float(v) for n, v in dead.items()},
+        )
 
     def save_checkpoint(self, path: Path) -> None:
         """Model + optimizer state + the clock, in one .npz (engine.checkpoint)."""

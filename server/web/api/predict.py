@@ -17,12 +17,13 @@ from email.policy import HTTP
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gradscope.server.digits import preprocess as digits
-from gradscope.server.digits.models import ModelCache, ModelError
+from gradscope.server.digits.models import ModelCache
+from gradscope.server.errors import Unsupported
 from gradscope.server.store import Store
 from gradscope.server.web.api.deps import StoreDep
 from gradscope.server.web.api.models import Problem
@@ -121,21 +122,23 @@ def _cache(request: Request) -> ModelCache:
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    """The request body, refused (DigitTooLarge) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, _too_large(int(declared)))
+        raise _too_large(int(declared))
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, _too_large(size))
+            raise _too_large(size)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(size: int) -> str:
-    return f"the upload is over {digits.MAX_BYTES:,} bytes ({size:,}); send a smaller image"
+def _too_large(size: int) -> digits.DigitTooLarge:
+    return digits.DigitTooLarge(
+        f"the upload is over {digits.MAX_BYTES:,} bytes ({size:,}); send a smaller image"
+    )
 
 
 def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
@@ -145,7 +148,7 @@ def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     try:
         message = BytesParser(policy=HTTP).parsebytes(head + body)
         if not message.is_multipart():
-            raise digits.DigitError(422, "a multipart body without parts (is the boundary right?)")
+            raise digits.InvalidDigit("a multipart body without parts (is the boundary right?)")
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             if name == "file":
@@ -153,9 +156,9 @@ def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
             elif name == "model":
                 model = (part.get_payload(decode=True) or b"").decode("utf-8", "replace").strip()
     except (ValueError, TypeError, LookupError, MessageError) as e:
-        raise digits.DigitError(422, f"the multipart body cannot be read: {e}") from None
+        raise digits.InvalidDigit(f"the multipart body cannot be read: {e}") from None
     if data is None:
-        raise digits.DigitError(422, "the multipart form has no `file` field with the image")
+        raise digits.InvalidDigit("the multipart form has no `file` field with the image")
     return data, model or None
 
 
@@ -164,7 +167,7 @@ def _pixels_request(body: bytes) -> PixelsRequest:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:
-        raise digits.DigitError(422, f"the body is not valid JSON: {e}") from None
+        raise digits.InvalidDigit(f"the body is not valid JSON: {e}") from None
     try:
         return PixelsRequest.model_validate(data)
     except ValidationError as e:
@@ -174,13 +177,13 @@ def _pixels_request(body: bytes) -> PixelsRequest:
             where = "pixels"  # the union's branches make the location noisy
             if isinstance(data, dict) and isinstance(data.get("pixels"), list):
                 digits.pixels_array(data["pixels"])  # names the offending value when it can
-        raise digits.DigitError(422, f"{where}: {err['msg']}") from None
+        raise digits.InvalidDigit(f"{where}: {err['msg']}") from None
 
 
 def _predict(
     cache: ModelCache, store: Store, model_id: str | None, image: bytes | None, req: Any
 ) -> tuple[Prediction, float, float]:
-    """(the prediction, preprocessing ms, forward ms); DigitError or ModelError otherwise."""
+    """(the prediction, preprocessing ms, forward ms); a DigitError or ModelError otherwise."""
     model = cache.get(store, model_id)
     t0 = time.perf_counter()
     if image is not None:
@@ -190,7 +193,7 @@ def _predict(
         if req.preprocess:
             digit = digits.preprocess(array)
         elif float(array.max()) < digits.BLANK_PEAK:
-            raise digits.DigitError(422, "nothing drawn: every pixel is background")
+            raise digits.InvalidDigit("nothing drawn: every pixel is background")
         else:
             digit = array
     t1 = time.perf_counter()
@@ -229,30 +232,26 @@ async def predict(
     kind = content_type.split(";")[0].strip().lower()
     image: bytes | None = None
     req: PixelsRequest | None = None
-    try:
-        if kind == "multipart/form-data":
-            image, field_model = _multipart(
-                content_type, await _body(request, digits.MAX_BYTES + MULTIPART_SLACK)
-            )
-            if len(image) > digits.MAX_BYTES:
-                raise HTTPException(413, _too_large(len(image)))
-            model = field_model or model
-        elif kind in IMAGE_TYPES:
-            image = await _body(request, digits.MAX_BYTES)
-        elif kind == "application/json" or kind.endswith("+json"):
-            req = _pixels_request(await _body(request, digits.MAX_BYTES))
-            model = req.model or model
-        else:
-            raise HTTPException(
-                415,
-                f"unsupported content type {kind or '(none)'!r}: send image/png, image/jpeg, "
-                'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
-            )
-        result, pre_ms, fwd_ms = await run_in_threadpool(
-            _predict, _cache(request), store, model, image, req
+    if kind == "multipart/form-data":
+        image, field_model = _multipart(
+            content_type, await _body(request, digits.MAX_BYTES + MULTIPART_SLACK)
         )
-    except (digits.DigitError, ModelError) as e:
-        raise HTTPException(e.status, e.message) from None
+        if len(image) > digits.MAX_BYTES:
+            raise _too_large(len(image))
+        model = field_model or model
+    elif kind in IMAGE_TYPES:
+        image = await _body(request, digits.MAX_BYTES)
+    elif kind == "application/json" or kind.endswith("+json"):
+        req = _pixels_request(await _body(request, digits.MAX_BYTES))
+        model = req.model or model
+    else:
+        raise Unsupported(
+            f"unsupported content type {kind or '(none)'!r}: send image/png, image/jpeg, "
+            'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
+        )
+    result, pre_ms, fwd_ms = await run_in_threadpool(
+        _predict, _cache(request), store, model, image, req
+    )
     response.headers["Server-Timing"] = f"preprocess;dur={pre_ms:.3f}, forward;dur={fwd_ms:.3f}"
     return result
 
@@ -260,8 +259,5 @@ async def predict(
 @router.get("/models", response_model=ModelList, responses={503: {"model": Problem}})
 async def list_models(request: Request, store: StoreDep) -> ModelList:
     """The models /draw can use: the bundled one, then each finished MNIST run."""
-    try:
-        models = await run_in_threadpool(_cache(request).listing, store)
-    except ModelError as e:
-        raise HTTPException(e.status, e.message) from None
+    models = await run_in_threadpool(_cache(request).listing, store)
     return ModelList(models=[ModelInfo(**m) for m in models])

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from gradscope.server.runs.config import ConfigError, field_path
+from gradscope.server.errors import NotFound
 from gradscope.server.runs.manager import RunError
 from gradscope.server.store import RunRecord
 from gradscope.server.store.export import export_csv, export_json, metrics_series
@@ -32,7 +32,8 @@ from gradscope.server.web.api.models import (
 from gradscope.server.web.limits import retry_after
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-# 503: the store failed (app.py's StoreError handler).
+# Each status comes from the error's type, mapped in one place (server/web/errors.py);
+# 503: the store failed.
 ERRORS = {code: {"model": Problem} for code in (404, 409, 422, 503)}
 EXPORT_CONTENT = {
     "text/csv": {"schema": {"type": "string"}},
@@ -60,10 +61,6 @@ def _run(record: RunRecord) -> Run:
     return Run(**record.to_dict())
 
 
-def _raise(e: RunError) -> HTTPException:
-    return HTTPException(e.status, e.message)
-
-
 @router.post("", status_code=201, response_model=Run, responses=CREATE_ERRORS)
 async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> Run:
     """Queue a run; it starts as soon as a worker slot is free.
@@ -71,14 +68,7 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
     429 when GRADSCOPE_MAX_RUNS_PER_MINUTE runs were created in the last minute (with
     Retry-After) or GRADSCOPE_MAX_QUEUE runs are already waiting.
     """
-    try:
-        config = manager.resolve(body.preset, body.config)
-    except ConfigError as e:
-        where = ["preset"] if e.field == "preset" else ["config", *field_path(e.field)]
-        loc = ["body", *where]
-        raise HTTPException(
-            422, [{"loc": loc, "msg": e.message, "type": "value_error", "field": e.field}]
-        ) from None
+    config = manager.resolve(body.preset, body.config)  # a ConfigError is a 422
     wait = rate.acquire()
     if wait is not None:
         raise HTTPException(
@@ -89,9 +79,9 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
         )
     try:
         return _run(await manager.create(config, body.preset, body.name))
-    except RunError as e:
+    except RunError:
         rate.release()  # no run was created
-        raise _raise(e) from None
+        raise
 
 
 @router.get("", response_model=RunList)
@@ -105,35 +95,22 @@ def get_run(run: RunDep) -> Run:
     return _run(run)
 
 
-async def _control(action: str, run: RunRecord, manager: ManagerDep, n: int = 0) -> Run:
-    try:
-        if action == "pause":
-            return _run(await manager.pause(run.id))
-        if action == "resume":
-            return _run(await manager.resume(run.id))
-        if action == "stop":
-            return _run(await manager.stop(run.id))
-        return _run(await manager.step(run.id, n))
-    except RunError as e:
-        raise _raise(e) from None
-
-
 @router.post("/{run_id}/pause", response_model=Run, responses=ERRORS)
 async def pause_run(run: RunDep, manager: ManagerDep) -> Run:
     """Pause a running run after its current step."""
-    return await _control("pause", run, manager)
+    return _run(await manager.pause(run.id))
 
 
 @router.post("/{run_id}/resume", response_model=Run, responses=ERRORS)
 async def resume_run(run: RunDep, manager: ManagerDep) -> Run:
     """Resume a paused run, or continue an interrupted/crashed one from its last checkpoint."""
-    return await _control("resume", run, manager)
+    return _run(await manager.resume(run.id))
 
 
 @router.post("/{run_id}/stop", response_model=Run, responses=ERRORS)
 async def stop_run(run: RunDep, manager: ManagerDep) -> Run:
     """Stop a run for good (a final checkpoint is written)."""
-    return await _control("stop", run, manager)
+    return _run(await manager.stop(run.id))
 
 
 @router.post("/{run_id}/step", response_model=Run, responses=BODY_ERRORS)
@@ -147,16 +124,13 @@ async def step_run(
         raise HTTPException(
             422, [{"loc": ["body", "n"], "msg": msg, "type": "value_error", "field": "n"}]
         )
-    return await _control("step", run, manager, n)
+    return _run(await manager.step(run.id, n))
 
 
 @router.delete("/{run_id}", status_code=204, responses=ERRORS)
 async def delete_run(run: RunDep, manager: ManagerDep) -> Response:
     """Delete a run and its history (an active run is stopped first)."""
-    try:
-        await manager.delete(run.id)
-    except RunError as e:
-        raise _raise(e) from None
+    await manager.delete(run.id)
     return Response(status_code=204)
 
 
@@ -191,7 +165,7 @@ def get_snapshot(
     event = store.latest_event(run.id, kind, at_step=at)
     if event is None:
         where = "" if at is None else f" at or before step {at}"
-        raise HTTPException(404, f"run {run.id} has no {kind} snapshot{where}")
+        raise NotFound(f"run {run.id} has no {kind} snapshot{where}")
     return Snapshot(
         run_id=run.id,
         kind=kind,

@@ -1,6 +1,7 @@
 """Websockets: /ws/runs/{id} (one run's events) and /ws/runs (run-list changes).
 
-Protocol (docs/events.md): the server sends {"kind": "hello", "run", "config", "last_seq"},
+Protocol (docs/events.md; the messages are declared in server/runs/events.py): the server
+sends {"kind": "hello", "run", "config", "last_seq", "steps_per_epoch"},
 then {"kind": "events", "events": [...]} batches in seq order, each event once. A client
 may send {"since": seq} at any time to be replayed from there (a reconnect resumes with
 no gap); anything else is answered by a close with code 1008 and the reason, and a message
@@ -12,20 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
+from gradscope.server.runs.config import RunConfig
+from gradscope.server.runs.events import HelloMessage, RunsMessage
+from gradscope.server.runs.manager import UnknownRun
 from gradscope.server.stream.hub import ListClient
-from gradscope.server.web.api.deps import (
-    RUN_ID_PATTERN,
-    SQLITE_MAX_INT,
-    HubDep,
-    SettingsDep,
-    StoreDep,
-)
+from gradscope.server.web.api.deps import SQLITE_MAX_INT, HubDep, SettingsDep, StoreDep, find_run
 
 router = APIRouter(tags=["websockets"])
 CLOSE_UNKNOWN_RUN = 4404
@@ -47,6 +45,14 @@ def _parse_since(text: str | None) -> int:
     if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= SQLITE_MAX_INT:
         raise ValueError('"since" must be an integer from 0 to 2**63 - 1')
     return since
+
+
+def steps_per_epoch(config: dict) -> int | None:
+    """The run's steps per epoch (RunConfig's), or None when its config no longer reads."""
+    try:
+        return RunConfig.model_validate(config).steps_per_epoch()
+    except ValidationError:
+        return None
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
@@ -103,13 +109,19 @@ async def run_stream(
 ) -> None:
     """Replay what the client has not seen, then stream live."""
     await ws.accept()
-    run = store.get_run(run_id) if re.fullmatch(RUN_ID_PATTERN, run_id) else None
-    if run is None:
+    try:
+        run = find_run(store, run_id)
+    except UnknownRun:
         await _close(ws, CLOSE_UNKNOWN_RUN, f"no run with id {run_id!r}")
         return
-    await ws.send_json(
-        {"kind": "hello", "run": run.to_dict(), "config": run.config, "last_seq": run.last_seq}
+    hello = HelloMessage(
+        kind="hello",
+        run=run.to_dict(),
+        config=run.config,
+        last_seq=run.last_seq,
+        steps_per_epoch=steps_per_epoch(run.config),
     )
+    await ws.send_json(hello)
     client = hub.subscribe(run_id, since)
 
     async def on_text(text: str | None) -> bool:
@@ -137,9 +149,8 @@ async def run_list_stream(
 
     async def send_full() -> None:
         runs = await asyncio.to_thread(store.list_runs)
-        await ws.send_json(
-            {"kind": "runs", "full": True, "runs": [r.to_dict() for r in runs], "deleted": []}
-        )
+        full = RunsMessage(kind="runs", full=True, runs=[r.to_dict() for r in runs], deleted=[])
+        await ws.send_json(full)
 
     async def pump(c: ListClient) -> None:
         await send_full()

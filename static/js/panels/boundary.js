@@ -9,9 +9,7 @@
 
 const SIZE = 360;
 
-export class BoundaryPanel {
-  types = ["dataset", "boundary"];
-
+export default class BoundaryPanel {
   constructor(el) {
     this.el = el;
     this.body = el.querySelector(".panel-body");

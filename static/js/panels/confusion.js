@@ -7,9 +7,7 @@
 
 import { LatestPanel } from "./latest.js";
 
-export class ConfusionPanel extends LatestPanel {
-  types = ["confusion"];
-
+export default class ConfusionPanel extends LatestPanel {
   draw() {
     const { labels, matrix } = this.latest.data;
     const table = document.createElement("table");

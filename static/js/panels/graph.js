@@ -4,13 +4,15 @@
 //
 // A small graph (at most COLLAPSE_ABOVE value nodes, e.g. the napkin neuron) is the server's
 // DOT as it is. A bigger one (the micrograd classifier's 398 values) starts collapsed to one
-// box per layer (the nodes' `group`), with the edges between layers; clicking a layer box
-// expands it into its nodes inside a frame, clicking the frame's header collapses it again.
-// That DOT is built here from the nodes and edges, in the server's style.
+// box per group (the event's `groups`, in their order), with the edges between groups;
+// clicking a box expands it into its nodes inside a frame, clicking the frame's header
+// collapses it again. That DOT is assembled here from the nodes' `record` labels (the
+// server's own, as its DOT has them) and the edges; whether to collapse is this panel's call.
 //
 // Consumes (docs/events.md):
 //   {"type": "graph", "step": 0, "data": {"kind": "scalar"|"tensor", "root": 12, "nodes":
-//     [{"id", "label", "op", "group", "data", "grad", ...}], "edges": [[child, parent], ...],
+//     [{"id", "label", "op", "group", "record", "data", "grad", ...}], "edges": [[child,
+//     parent], ...], "groups": [{"name", "nodes": [id], "params": [id]}],
 //     "dot": "digraph G {...}", "scope": "step"|"sample 0"}}
 //   {"type": "graph_values", "step": 50, "data": {"data": [...], "grad": [...]}}  (node order)
 // Backend route: GET /api/runs/{id}/snapshots/graph and .../graph_values?at=STEP
@@ -35,13 +37,14 @@ function summary(v) {
   return `mean ${number(v.mean)} std ${number(v.std)}`;
 }
 
+// A live value (graph_values events carry numbers) as the server's record shows it.
 function field(name, v) {
   return `${name} ${summary(v)}`;
 }
 
-// What a DOT record label reads as structure (engine/graph.py's _escape).
-function esc(text) {
-  return String(text).replace(/[\\{}|<>"]/g, (c) => "\\" + c).replace(/\n/g, "\\n");
+// A DOT quoted string: JSON's escapes of `"` and `\` are DOT's, and `\n` breaks a line.
+function quoted(lines) {
+  return JSON.stringify(lines.join("\n"));
 }
 
 function title(name) {
@@ -57,9 +60,7 @@ function gradSquares(node, g) {
   return n * (g.std * g.std + g.mean * g.mean);
 }
 
-export class GraphPanel {
-  types = ["graph", "graph_values"];
-
+export default class GraphPanel {
   constructor(el) {
     this.el = el;
     this.body = el.querySelector(".panel-body");
@@ -93,21 +94,13 @@ export class GraphPanel {
     }
   }
 
-  grouping({ nodes }) {
-    if (nodes.length <= COLLAPSE_ABOVE || !nodes.every((n) => n.group)) return [];
-    const byName = new Map();
-    nodes.forEach((n, i) => {
-      if (!byName.has(n.group)) byName.set(n.group, { name: n.group, nodes: [], params: [] });
-      const g = byName.get(n.group);
-      g.nodes.push(i);
-      // A parameter: a leaf with a name (scalar) or one that takes a gradient (tensor).
-      if (!n.op && (n.requires_grad ?? Boolean(n.label))) g.params.push(i);
-    });
-    // One box would hide everything and show nothing: draw such a graph as it is.
-    if (byName.size < 2) return [];
-    // In input-to-loss order: a layer's last node comes after the last of the layer it reads.
-    const last = (g) => g.nodes[g.nodes.length - 1];
-    return [...byName.values()].sort((a, b) => last(a) - last(b));
+  // The server's groups as node indices; none (draw the DOT as it is) for a small graph, or
+  // where one box would hide everything and show nothing.
+  grouping({ nodes, groups }) {
+    if (nodes.length <= COLLAPSE_ABOVE || !groups || groups.length < 2) return [];
+    const index = new Map(nodes.map((n, i) => [n.id, i]));
+    return groups.map((g) => ({ name: g.name, nodes: g.nodes.map((id) => index.get(id)),
+      params: g.params.map((id) => index.get(id)) }));
   }
 
   onClick(ev) {
@@ -237,7 +230,7 @@ export class GraphPanel {
 
   // The DOT of the collapsed view: expanded layers in frames, the others one box each.
   dot() {
-    const { nodes, edges, kind } = this.graph.data;
+    const { nodes, edges } = this.graph.data;
     const groupOf = new Map();
     const index = new Map(nodes.map((n, i) => [n.id, i]));
     this.groups.forEach((g, k) => g.nodes.forEach((i) => groupOf.set(nodes[i].id, k)));
@@ -246,15 +239,15 @@ export class GraphPanel {
       if (!this.expanded.has(k)) {
         const size = `${g.nodes.length} values` + (g.params.length ? ` · ${g.params.length} params` : "");
         const live = this.figure(g, null, null);
-        lines.push(`  grp${k} [shape=Mrecord, style=filled, fillcolor="#e0f2fe", ` +
-          `label="{ ${esc(title(g.name))} ▸ | ${esc(size)} | ${esc(live)} }"];`);
+        lines.push(`  grp${k} [shape=box, style="rounded,filled", fillcolor="#e0f2fe", ` +
+          `label=${quoted([`${title(g.name)} ▸`, size, live])}];`);
         return;
       }
       lines.push(`  subgraph cluster_${k} {`, '    style="rounded,filled"; color="#94a3b8"; ' +
         'fillcolor="#f8fafc"; label="";');
-      lines.push(`    grp${k} [shape=Mrecord, style=filled, fillcolor="#bae6fd", ` +
-        `label="{ ${esc(title(g.name))} ▾ | click to collapse }"];`);
-      for (const i of g.nodes) lines.push(...this.nodeLines(nodes[i], kind));
+      lines.push(`    grp${k} [shape=box, style="rounded,filled", fillcolor="#bae6fd", ` +
+        `label=${quoted([`${title(g.name)} ▾`, "click to collapse"])}];`);
+      for (const i of g.nodes) lines.push(...this.nodeLines(nodes[i]));
       lines.push("  }");
     });
     const seen = new Set();
@@ -269,19 +262,12 @@ export class GraphPanel {
     return lines.join("\n") + "\n";
   }
 
-  // One value node (and its op node) as engine/graph.py's to_dot draws it.
-  nodeLines(n, kind) {
-    let record;
-    if (kind === "tensor") {
-      const shape = n.shape.length ? n.shape.join("x") : "scalar";
-      record = `{ ${esc(n.label)} | ${shape} ${esc(n.dtype)} | ${esc(field("data", n.data))} | ` +
-        `${esc(field("grad", n.grad))} }`;
-    } else {
-      record = `{ ${esc(n.label)} | data ${number(n.data)} | grad ${number(n.grad)} }`;
-    }
-    const out = [`    n${n.id} [shape=record, label="${record}"];`];
+  // One value node (and its op node) as engine/graph.py's to_dot draws it: its record label
+  // is the server's.
+  nodeLines(n) {
+    const out = [`    n${n.id} [shape=record, label="${n.record}"];`];
     if (n.op) {
-      out.push(`    n${n.id}_op [shape=ellipse, label="${esc(n.op)}"];`, `    n${n.id}_op -> n${n.id};`);
+      out.push(`    n${n.id}_op [shape=ellipse, label=${quoted([n.op])}];`, `    n${n.id}_op -> n${n.id};`);
     }
     return out;
   }

@@ -9,15 +9,13 @@
 // A NaN/Inf failure (a `state` event "failed" naming the op) is shown by the page's banner.
 // Test hooks: the panel's data-records (events seen), data-stored (records kept) and
 // data-step; each chart's div has data-chart (the key), data-series and data-points.
-import uPlot from "/static/vendor/uPlot.esm.js";
+import { History, line, makeChart, reference } from "./chart.js";
 
 // Records kept: at twice this many every other one is dropped and from then on only every
 // second record is kept (then every fourth, ...), so a long run keeps its whole history,
-// evenly spaced, at a coarser grain, and memory stays bounded.
+// evenly spaced, at a coarser grain, and memory stays bounded (a chart.js History).
 export const MAX_STORED = 2000;
 export const MAX_SERIES = 10; // lines per chart; the table lists every parameter
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf"];
 const CHARTS = [
   { key: "grad_norm", label: "gradient norm", log: true },
   { key: "update_ratio", label: "update / weight", log: true, ref: 1e-3 },
@@ -48,18 +46,13 @@ function cell(tag, text, cls = "") {
   return c;
 }
 
-export class HealthPanel {
-  types = ["health"];
-
+export default class HealthPanel {
   constructor(el) {
     this.el = el;
     this.body = el.querySelector(".panel-body");
     this.latest = null;
-    this.records = 0;
-    this.stride = 1; // records per kept point
-    this.tail = false; // the last point is the latest record, off the stride
-    this.steps = [];
-    this.series = Object.fromEntries(CHARTS.map((c) => [c.key, new Map()])); // name -> values
+    this.history = new History(2 * MAX_STORED); // column 0: the step; then one per series
+    this.columns = Object.fromEntries(CHARTS.map((c) => [c.key, new Map()])); // name -> column
     this.hidden = Object.fromEntries(CHARTS.map((c) => [c.key, new Set()])); // past MAX_SERIES
     this.plots = {}; // key -> {plot, div, caption, n}
     this.chartsEl = cell("div", "", "health-charts");
@@ -70,66 +63,44 @@ export class HealthPanel {
   add(e) {
     this.el.hidden = false;
     this.latest = e;
-    // Every stride-th record is kept; the latest one too, until the next replaces it.
-    if (this.tail) this.pop();
-    this.tail = this.records % this.stride !== 0;
-    this.records++;
-    const n = this.steps.length;
-    this.steps.push(e.step);
+    const row = [e.step]; // a name gone missing from this record: null, a gap in its line
     for (const { key } of CHARTS) {
-      const m = this.series[key];
+      const m = this.columns[key];
       for (const [name, v] of Object.entries(e.data[key] || {})) {
         if (!m.has(name)) {
           if (m.size >= MAX_SERIES) { this.hidden[key].add(name); continue; }
-          m.set(name, new Array(n).fill(null)); // a name that shows up late: gap before
+          m.set(name, this.history.addColumn()); // a name that shows up late: gap before
         }
-        m.get(name).push(finite(v));
+        row[m.get(name)] = finite(v);
       }
-      for (const vs of m.values()) if (vs.length === n) vs.push(null); // a name gone missing
     }
-    if (this.steps.length >= 2 * MAX_STORED) this.thin();
-  }
-
-  pop() {
-    this.steps.pop();
-    for (const m of Object.values(this.series)) for (const vs of m.values()) vs.pop();
-  }
-
-  // Every other kept record goes, the stride doubles: the history stays evenly spaced.
-  // The latest record stays, as the tail if it is off the new stride.
-  thin() {
-    const last = this.steps.length - 1;
-    const keep = (_, i) => i % 2 === 0 || i === last;
-    this.steps = this.steps.filter(keep);
-    for (const m of Object.values(this.series)) {
-      for (const [name, vs] of m) m.set(name, vs.filter(keep));
-    }
-    this.stride *= 2;
-    this.tail = (this.records - 1) % this.stride !== 0;
+    this.history.add(row);
   }
 
   draw() {
     if (!this.latest) return;
     for (const chart of CHARTS) this.drawChart(chart);
     this.drawTable();
-    Object.assign(this.el.dataset, { records: this.records, stored: this.steps.length,
+    Object.assign(this.el.dataset, { records: this.history.count, stored: this.history.n,
       step: this.latest.step });
   }
 
   drawChart(chart) {
-    const m = this.series[chart.key];
+    const m = this.columns[chart.key];
     if (!m.size) return;
     const names = [...m.keys()];
     let entry = this.plots[chart.key];
     if (!entry || entry.n !== names.length) entry = this.plots[chart.key] = this.makeChart(chart, names);
-    const data = [this.steps];
-    for (const vs of m.values()) {
+    const { cols } = this.history;
+    const steps = cols[0];
+    const data = [steps];
+    for (const k of m.values()) {
       // A log axis has no place for 0; shares are drawn as percentages.
-      data.push(vs.map((v) => (v === null || (chart.log && !(v > 0)) ? null : v * (chart.scale ?? 1))));
+      data.push(cols[k].map((v) => (v === null || (chart.log && !(v > 0)) ? null : v * (chart.scale ?? 1))));
     }
-    if (chart.ref) data.push(this.steps.map(() => chart.ref));
+    if (chart.ref) data.push(steps.map(() => chart.ref));
     entry.plot.setData(data);
-    entry.div.dataset.points = this.steps.length;
+    entry.div.dataset.points = steps.length;
     const more = this.hidden[chart.key].size ? ` (the first ${names.length}; the table has them all)` : "";
     entry.caption.textContent = `${chart.label} over steps${chart.log ? ", log scale" : ""}${more}`;
   }
@@ -143,33 +114,22 @@ export class HealthPanel {
     fig.append(caption, div);
     const old = this.plots[chart.key];
     if (old) { // a new name showed up: a new chart in the old one's place
-      old.resize.disconnect();
       old.plot.destroy();
       old.fig.replaceWith(fig);
     } else {
       this.chartsEl.append(fig);
     }
-    const series = [{}, ...names.map((name, i) => ({
-      label: chart.key === "dead_relu" ? `ReLU ${name}` : name,
-      stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false },
-    }))];
-    if (chart.ref) {
-      series.push({ label: `${chart.ref} (typical)`, stroke: "#000", dash: [6, 4], width: 1,
-        points: { show: false } });
-    }
-    const plot = new uPlot({
-      width: Math.max(300, this.body.clientWidth || 560), height: HEIGHT,
-      scales: { x: { time: false }, y: chart.log ? { distr: 3 } : { range: [0, 100] } },
+    const series = [{}, ...names.map((name, i) =>
+      line(chart.key === "dead_relu" ? `ReLU ${name}` : name, i, 1.5))];
+    if (chart.ref) series.push(reference(`${chart.ref} (typical)`));
+    const plot = makeChart(div, {
+      height: HEIGHT,
+      scales: { y: chart.log ? { distr: 3 } : { range: [0, 100] } },
       axes: [{ label: "step" }, { label: chart.label, size: 60,
         values: chart.log ? (u, vals) => vals.map(tick) : undefined }],
       series,
-    }, [[], ...series.slice(1).map(() => [])], div);
-    const resize = new ResizeObserver(() => {
-      const width = Math.max(300, div.clientWidth);
-      if (Math.abs(width - plot.width) > 4) plot.setSize({ width, height: HEIGHT });
-    });
-    resize.observe(div);
-    return { plot, fig, div, caption, resize, n: names.length };
+    }, [[], ...series.slice(1).map(() => [])]);
+    return { plot, fig, div, caption, n: names.length };
   }
 
   drawTable() {

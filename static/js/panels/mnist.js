@@ -43,9 +43,7 @@ function paint(canvas, bytes, [h, w], colour) {
   ctx.putImageData(img, 0, 0);
 }
 
-export class MnistPanel {
-  types = ["first_layer", "misclassified"];
-
+export default class MnistPanel {
   constructor(el) {
     this.el = el;
     this.body = el.querySelector(".panel-body");

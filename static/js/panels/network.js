@@ -2,42 +2,37 @@
 // coloured by its weight's sign (orange +, blue -) and as thick as its size, redrawn live.
 // Small models only (they record every weight).
 //
-// Consumes (docs/events.md):
+// Consumes (docs/events.md): the `weights` event, whose `structure` says where each
+// parameter sits, so no name is parsed here:
 //   {"type": "weights", "step": 5, "data": {"params": {"0.weight": [...], "0.bias": [...]},
-//     "shapes": {"0.weight": [out, in], ...}}}        (tensor runs, PyTorch names)
-//   {"type": "weights", "data": {"params": {"L0.N1.w2": [0.3], ...}}}  (scalar MLP)
-//   {"type": "weights", "data": {"params": {"w0": [0.9], ...}}}         (the napkin neuron)
+//     "shapes": {"0.weight": [out, in], ...},
+//     "structure": {"0.weight": {"layer": 0, "unit": null, "input": null, "kind": "weight"}}}}
+//   (scalar runs: one entry per weight, e.g. "L0.N1.w2": {"layer": 0, "unit": 1, "input": 2})
 // Backend route: GET /api/runs/{id}/snapshots/weights?at=STEP
 import { LatestPanel } from "./latest.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const MAX_UNITS = 24; // per column; bigger layers show their first units
 
-/** Weight matrices W[layer][out][in] from a weights event, whatever engine made it. */
-export function layers(data) {
+/** Weight matrices W[layer][out][in] from a weights event, placed by its `structure`. */
+export function layers({ params, shapes, structure }) {
   const mats = [];
-  const { params, shapes } = data;
   for (const [name, vals] of Object.entries(params)) {
-    let m = /^(\d+)\.weight$/.exec(name);
-    if (m && shapes?.[name]?.length === 2) {
+    const s = structure?.[name];
+    if (!s || s.kind !== "weight") continue;
+    if (s.unit === null) { // a whole [out, in] matrix
       const [rows, cols] = shapes[name];
-      mats.push(Array.from({ length: rows }, (_, r) => vals.slice(r * cols, (r + 1) * cols)));
-      continue;
-    }
-    m = /^L(\d+)\.N(\d+)\.w(\d+)$/.exec(name) || /^()()w(\d+)$/.exec(name);
-    if (m) {
-      const [l, n, i] = [Number(m[1] || 0), Number(m[2] || 0), Number(m[3])];
-      mats[l] ??= [];
-      mats[l][n] ??= [];
-      mats[l][n][i] = vals[0];
+      mats[s.layer] = Array.from({ length: rows }, (_, r) => vals.slice(r * cols, (r + 1) * cols));
+    } else {
+      mats[s.layer] ??= [];
+      mats[s.layer][s.unit] ??= [];
+      mats[s.layer][s.unit][s.input] = vals[0];
     }
   }
   return mats.filter(Boolean);
 }
 
-export class NetworkPanel extends LatestPanel {
-  types = ["weights"];
-
+export default class NetworkPanel extends LatestPanel {
   draw() {
     const mats = layers(this.latest.data);
     if (!mats.length) return;

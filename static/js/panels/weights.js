@@ -7,16 +7,16 @@
 //   {"type": "histograms", "step": 50, "data": {"layers": {"0.weight": {"edges": [...],
 //     "counts": [...], "norm": 3.2, "sample": [...]}}}}
 // Backend route: GET /api/runs/{id}/snapshots/weights|histograms?at=STEP
-import uPlot from "/static/vendor/uPlot.esm.js";
+// Both histories are chart.js Histories: bounded, the newest record always shown.
+// Test hooks: the panel's data-step and data-points (trajectory points held); each heat map's
+// canvas has data-layer, data-columns (columns held) and data-last-step (its newest column).
+import { History, line, makeChart, reference } from "./chart.js";
 
 const MAX_SERIES = 24;
-const MAX_COLUMNS = 300;
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf"];
+export const MAX_POINTS = 2000; // trajectory points held: at twice this many, thinned
+export const MAX_COLUMNS = 300; // heat-map columns held per layer: at twice this many, thinned
 
-export class WeightsPanel {
-  types = ["weights", "histograms"];
-
+export default class WeightsPanel {
   constructor(el, hello) {
     this.el = el;
     this.body = el.querySelector(".panel-body");
@@ -24,8 +24,9 @@ export class WeightsPanel {
     // The first article's neuron averages size*size pixels: every weight should reach 1/size².
     this.target = ds.name === "rectangles" && hello.config.model.hidden.length === 0
       ? 1 / (ds.size * ds.size) : null;
-    this.steps = []; this.names = null; this.values = [];
-    this.hist = new Map(); // layer -> {edges, columns: [counts...], steps: []}
+    this.names = null;
+    this.trajectory = null; // History: column 0 the step, then one per weight shown
+    this.hist = new Map(); // layer -> {edges, norm, history: History of [step, counts]}
   }
 
   add(e) {
@@ -38,19 +39,14 @@ export class WeightsPanel {
       }
       if (!this.names) {
         this.names = names.slice(0, MAX_SERIES);
-        this.values = this.names.map(() => []);
+        this.trajectory = new History(2 * MAX_POINTS, 1 + this.names.length);
       }
-      this.steps.push(e.step);
-      this.names.forEach((_, i) => this.values[i].push(flat[i]));
+      this.trajectory.add([e.step, ...flat.slice(0, this.names.length)]);
     } else {
       for (const [layer, h] of Object.entries(e.data.layers)) {
-        const entry = this.hist.get(layer) || { edges: h.edges, columns: [], steps: [], norm: 0 };
-        entry.columns.push(h.counts);
-        entry.steps.push(e.step);
-        if (entry.columns.length > 2 * MAX_COLUMNS) { // thin out: memory stays bounded
-          entry.columns = entry.columns.filter((_, i) => i % 2 === 1);
-          entry.steps = entry.steps.filter((_, i) => i % 2 === 1);
-        }
+        const entry = this.hist.get(layer) ||
+          { edges: h.edges, norm: 0, history: new History(2 * MAX_COLUMNS, 2) };
+        entry.history.add([e.step, h.counts]);
         entry.norm = h.norm;
         this.hist.set(layer, entry);
       }
@@ -64,12 +60,10 @@ export class WeightsPanel {
 
   drawTrajectories() {
     if (!this.plot) {
-      const series = [{}, ...this.names.map((n, i) => ({
-        label: n, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false } }))];
+      const series = [{}, ...this.names.map((n, i) => line(n, i))];
       const data = [[], ...this.names.map(() => [])];
       if (this.target !== null) {
-        series.push({ label: `target ${this.target}`, stroke: "#000", dash: [6, 4], width: 1,
-          points: { show: false } });
+        series.push(reference(`target ${this.target}`));
         data.push([]);
       }
       this.chartEl = document.createElement("div");
@@ -85,28 +79,23 @@ export class WeightsPanel {
       } else {
         this.body.append(this.chartEl, this.legend);
       }
-      this.plot = new uPlot({ width: Math.max(300, this.body.clientWidth || 560), height: 240,
-        legend: { show: !many },
-        scales: { x: { time: false } }, axes: [{ label: "step" }, { label: "weight" }], series },
-      data, this.chartEl);
-      new ResizeObserver(() => {
-        const width = Math.max(300, this.chartEl.clientWidth);
-        if (Math.abs(width - this.plot.width) > 4) this.plot.setSize({ width, height: 240 });
-      }).observe(this.chartEl);
+      this.plot = makeChart(this.chartEl, { height: 240, legend: { show: !many },
+        axes: [{ label: "step" }, { label: "weight" }], series }, data);
     }
-    const data = [this.steps, ...this.values];
-    if (this.target !== null) data.push(this.steps.map(() => this.target));
+    const data = [...this.trajectory.cols]; // step, then each weight
+    if (this.target !== null) data.push(data[0].map(() => this.target));
     this.plot.setData(data);
     this.legend.replaceChildren(...this.names.map((n, i) => {
       const tr = document.createElement("tr");
-      const v = this.values[i][this.values[i].length - 1];
+      const v = this.trajectory.last(i + 1);
       tr.innerHTML = `<th></th><td class="num" data-weight=""></td>`;
       tr.firstChild.textContent = n;
       tr.lastChild.dataset.weight = n;
       tr.lastChild.textContent = v.toFixed(4);
       return tr;
     }));
-    this.el.dataset.step = this.steps[this.steps.length - 1];
+    this.el.dataset.step = this.trajectory.last(0);
+    this.el.dataset.points = this.trajectory.n;
   }
 
   drawHeatmaps() {
@@ -121,14 +110,17 @@ export class WeightsPanel {
         fig.append(canvas, cap);
         this.body.append(fig);
       }
+      const [steps, columns] = h.history.cols;
+      const last = steps[steps.length - 1];
       canvas.nextSibling.textContent =
-        `${layer}: histogram over time (x: step ${h.steps[0]}…${h.steps[h.steps.length - 1]}, ` +
+        `${layer}: histogram over time (x: step ${steps[0]}…${last}, ` +
         `y: weight ${h.edges[0].toFixed(2)}…${h.edges[h.edges.length - 1].toFixed(2)}), norm ${h.norm.toFixed(3)}`;
+      Object.assign(canvas.dataset, { columns: columns.length, lastStep: last });
       const ctx = canvas.getContext("2d");
-      const cols = h.columns.length, bins = h.columns[0].length;
+      const cols = columns.length, bins = columns[0].length;
       const w = canvas.width / cols, hh = canvas.height / bins;
       ctx.clearRect(0, 0, canvas.width, canvas.height);
-      h.columns.forEach((counts, c) => {
+      columns.forEach((counts, c) => {
         const max = Math.max(1, ...counts);
         counts.forEach((n, b) => {
           const a = Math.sqrt(n / max);

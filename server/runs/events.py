@@ -1,0 +1,375 @@
+"""Every event a run records, and every websocket message, declared once as code.
+
+Each event's `data` is a TypedDict: building one is building a plain dict (the training
+loop pays nothing for it), a type checker checks the fields, and pydantic validates it
+against the same declaration (`validate_event`, used by the tests; docs/events.md is
+tested against this module). How events are encoded on disk is the store's business
+(server/store/encoding.py): the loop hands it these plain events.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, NotRequired, get_args
+
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+# Non-finite floats travel as these strings (engine.jsonsafe.json_float).
+JsonFloat = float | Literal["nan", "inf", "-inf"]
+RunState = Literal[
+    "queued", "running", "paused", "finished", "stopped", "failed", "crashed", "interrupted"
+]
+RUN_STATES: tuple[str, ...] = get_args(RunState)
+EventType = Literal[
+    "state",
+    "metrics",
+    "dataset",
+    "graph",
+    "graph_values",
+    "weights",
+    "histograms",
+    "health",
+    "boundary",
+    "confusion",
+    "first_layer",
+    "misclassified",
+    "checkpoint",
+]
+# A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
+# event every step makes stays a tuple until the store encodes it (see StepMetrics).
+StepLoss = tuple[int, float, int, float]
+
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+# -- event data, one TypedDict per type -----------------------------------------------------
+
+
+@with_config(STRICT)
+class StateData(TypedDict):
+    """The run's state changed (`op`: the op that made NaN/Inf, for a failed run)."""
+
+    state: RunState
+    message: NotRequired[str]
+    op: NotRequired[str]
+
+
+@with_config(STRICT)
+class StepMetrics(TypedDict):
+    """One optimizer step's training loss (a metrics event, every step)."""
+
+    epoch: int
+    train_loss: JsonFloat
+
+
+@with_config(STRICT)
+class EpochMetrics(TypedDict):
+    """Test figures at an epoch end (a metrics event; accuracies for classification only)."""
+
+    epoch: int
+    test_loss: JsonFloat
+    test_acc: NotRequired[float]
+    train_acc: NotRequired[float]
+
+
+@with_config(STRICT)
+class DatasetData(TypedDict):
+    """A 2-D data set: up to 1000 points [x, y, label] and [xmin, xmax, ymin, ymax]."""
+
+    points: list[list[float]]
+    bounds: list[float]
+
+
+@with_config(STRICT)
+class Summary(TypedDict):
+    """A tensor's mean, std, min, max, and its values when it has at most 64."""
+
+    mean: JsonFloat | None
+    std: JsonFloat | None
+    min: JsonFloat | None
+    max: JsonFloat | None
+    values: NotRequired[list[JsonFloat]]
+
+
+NodeValue = JsonFloat | Summary | None
+
+
+@with_config(STRICT)
+class GraphNode(TypedDict):
+    """A node of the graph: scalar nodes carry floats, tensor nodes summaries and a shape."""
+
+    id: int
+    label: str
+    op: str
+    group: str
+    record: str
+    data: NodeValue
+    grad: NodeValue
+    shape: NotRequired[list[int]]
+    dtype: NotRequired[str]
+    requires_grad: NotRequired[bool]
+
+
+@with_config(STRICT)
+class GraphGroup(TypedDict):
+    """One layer of the graph (or the loss): its node ids and its parameters' node ids."""
+
+    name: str
+    nodes: list[int]
+    params: list[int]
+
+
+@with_config(STRICT)
+class GraphData(TypedDict):
+    """One step's computation graph (engine.graph.to_dict) with its DOT source."""
+
+    kind: Literal["scalar", "tensor"]
+    root: int
+    nodes: list[GraphNode]
+    edges: list[list[int]]
+    groups: list[GraphGroup]
+    dot: str
+    scope: Literal["step", "sample 0"]
+
+
+@with_config(STRICT)
+class GraphValuesData(TypedDict):
+    """Every graph node's data and grad, in the order of the graph event's nodes."""
+
+    data: list[NodeValue]
+    grad: list[NodeValue]
+
+
+@with_config(STRICT)
+class ParamStructure(TypedDict):
+    """Where a parameter sits: layer, unit and input (None for a whole matrix), and kind."""
+
+    layer: int
+    unit: int | None
+    input: int | None
+    kind: Literal["weight", "bias"]
+
+
+@with_config(STRICT)
+class WeightsData(TypedDict):
+    """Every parameter's values (models of at most 1,000 parameters)."""
+
+    params: dict[str, list[JsonFloat]]
+    shapes: dict[str, list[int]]
+    structure: dict[str, ParamStructure]
+
+
+@with_config(STRICT)
+class HistogramLayer(TypedDict):
+    """One parameter's histogram over fixed edges, its norm and a fixed sample of values."""
+
+    edges: list[JsonFloat]
+    counts: list[int]
+    norm: JsonFloat
+    sample: list[JsonFloat]
+
+
+@with_config(STRICT)
+class HistogramsData(TypedDict):
+    """Per-parameter histograms (models of more than 1,000 parameters)."""
+
+    layers: dict[str, HistogramLayer]
+    structure: dict[str, ParamStructure]
+
+
+@with_config(STRICT)
+class HealthData(TypedDict):
+    """Gradient norms and update ratios per parameter group, dead-ReLU shares per module."""
+
+    grad_norm: dict[str, JsonFloat]
+    update_ratio: dict[str, JsonFloat]
+    dead_relu: dict[str, JsonFloat]
+
+
+@with_config(STRICT)
+class BoundaryData(TypedDict):
+    """P(class 1) on an n x n grid over the 2-D data (row-major, y outer)."""
+
+    grid: int
+    bounds: list[float]
+    values: list[JsonFloat]
+
+
+@with_config(STRICT)
+class ConfusionData(TypedDict):
+    """The latest epoch-end test pass: matrix[true][predicted] counts."""
+
+    labels: list[int]
+    matrix: list[list[int]]
+
+
+@with_config(STRICT)
+class FirstLayerData(TypedDict):
+    """The weights into the first first-layer units as base64 uint8 images (MNIST)."""
+
+    shape: list[int]
+    units: list[int]
+    scale: list[JsonFloat]
+    images: list[str]
+
+
+@with_config(STRICT)
+class MisclassifiedItem(TypedDict):
+    """One wrong test prediction: the test row, the true label, the guess, its probability."""
+
+    index: int
+    label: int
+    pred: int
+    confidence: float
+
+
+@with_config(STRICT)
+class MisclassifiedData(TypedDict):
+    """The test digits the model gets wrong with the most confidence, with their images."""
+
+    shape: list[int]
+    total: int
+    items: list[MisclassifiedItem]
+    images: list[str]
+
+
+@with_config(STRICT)
+class CheckpointData(TypedDict):
+    """A checkpoint file was written (in the data dir's checkpoints/<run id>/)."""
+
+    file: str
+
+
+EventData = (
+    StateData
+    | StepMetrics
+    | EpochMetrics
+    | DatasetData
+    | GraphData
+    | GraphValuesData
+    | WeightsData
+    | HistogramsData
+    | HealthData
+    | BoundaryData
+    | ConfusionData
+    | FirstLayerData
+    | MisclassifiedData
+    | CheckpointData
+)
+
+# Each event type and the data it carries.
+EVENT_DATA: dict[str, tuple[type, ...]] = {
+    "state": (StateData,),
+    "metrics": (StepMetrics, EpochMetrics),
+    "dataset": (DatasetData,),
+    "graph": (GraphData,),
+    "graph_values": (GraphValuesData,),
+    "weights": (WeightsData,),
+    "histograms": (HistogramsData,),
+    "health": (HealthData,),
+    "boundary": (BoundaryData,),
+    "confusion": (ConfusionData,),
+    "first_layer": (FirstLayerData,),
+    "misclassified": (MisclassifiedData,),
+    "checkpoint": (CheckpointData,),
+}
+
+
+# -- the envelope -----------------------------------------------------------------------------
+
+
+class NewEvent(TypedDict):
+    """An event as the loop hands it to the store (which assigns seq, and t if missing)."""
+
+    type: EventType
+    step: int
+    data: EventData
+    t: NotRequired[float]
+
+
+@with_config(STRICT)
+class Event(TypedDict):
+    """A recorded event, as the store returns it, REST serves it and the websocket sends it."""
+
+    seq: int
+    type: EventType
+    step: int
+    t: float
+    data: dict[str, Any]
+
+
+# What the loop hands the store: events, and steps' metrics as StepLoss tuples.
+Pending = NewEvent | StepLoss
+
+
+def new_event(kind: EventType, step: int, data: EventData) -> NewEvent:
+    """An event to record: its type, the steps done when it was made, and its data."""
+    return {"type": kind, "step": step, "data": data}
+
+
+# -- websocket messages -------------------------------------------------------------------
+
+
+@with_config(STRICT)
+class HelloMessage(TypedDict):
+    """First message of /ws/runs/{id}: the run, its config, and where the stream stands."""
+
+    kind: Literal["hello"]
+    run: dict[str, Any]
+    config: dict[str, Any]
+    last_seq: int
+    steps_per_epoch: int | None
+
+
+@with_config(STRICT)
+class EventsMessage(TypedDict):
+    """A batch of events of one run, in seq order."""
+
+    kind: Literal["events"]
+    events: list[Event]
+
+
+@with_config(STRICT)
+class RunsMessage(TypedDict):
+    """/ws/runs: the whole run list (full) or the runs changed and deleted since."""
+
+    kind: Literal["runs"]
+    full: NotRequired[bool]
+    runs: list[dict[str, Any]]
+    deleted: list[str]
+
+
+MESSAGES: dict[str, type] = {
+    "hello": HelloMessage,
+    "events": EventsMessage,
+    "runs": RunsMessage,
+}
+
+
+@functools.cache
+def _adapter(kind: type) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Raise ValueError unless the event (envelope and data) matches its declaration."""
+    _adapter(Event).validate_python(event)
+    errors = []
+    for kind in EVENT_DATA[event["type"]]:
+        try:
+            _adapter(kind).validate_python(event["data"])
+            return
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            errors.append(str(e))
+    raise ValueError(f"{event['type']} event at seq {event['seq']}: " + "\n".join(errors))
+
+
+def validate_message(message: dict[str, Any]) -> None:
+    """Raise ValueError unless a websocket message (and any events in it) matches its type."""
+    kind = message.get("kind")
+    if kind not in MESSAGES:
+        raise ValueError(f"unknown websocket message kind {kind!r}")
+    _adapter(MESSAGES[kind]).validate_python(message)
+    for event in message.get("events", []):
+        validate_event(event)

@@ -1,0 +1,103 @@
+// The one chart helper of every uPlot chart (the loss, weights and health panels, /compare):
+// uPlot at its element's width and kept there on resize, the palette, series styles, the
+// display downsampling, and History, the bounded history a panel keeps of its events.
+import uPlot from "/static/vendor/uPlot.esm.js";
+
+export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
+const MIN_WIDTH = 300; // px; a narrower chart has no room for its axes
+const FALLBACK_WIDTH = 560; // px, while the element is not laid out yet (a hidden panel)
+
+/** The i-th colour of the palette, cycling. */
+export function color(i) {
+  return PALETTE[i % PALETTE.length];
+}
+
+/** A solid line series in the palette's i-th colour, without point markers. */
+export function line(label, i, width = 2) {
+  return { label, stroke: color(i), width, points: { show: false } };
+}
+
+/** A dashed black reference line (a target, a typical value). */
+export function reference(label) {
+  return { label, stroke: "#000", dash: [6, 4], width: 1, points: { show: false } };
+}
+
+/**
+ * A uPlot chart in `el`, as wide as `el` and following its width as the layout changes;
+ * `opts` is uPlot's, with `height` required and a numeric (not time) x scale by default.
+ * `destroy()` also stops following.
+ */
+export function makeChart(el, opts, data) {
+  const width = Math.max(MIN_WIDTH, el.clientWidth || FALLBACK_WIDTH);
+  const plot = new uPlot({ width, ...opts, scales: { x: { time: false }, ...opts.scales } }, data, el);
+  const resize = new ResizeObserver(() => {
+    const w = Math.max(MIN_WIDTH, el.clientWidth);
+    if (Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height: plot.height });
+  });
+  resize.observe(el);
+  const destroy = plot.destroy.bind(plot);
+  plot.destroy = () => {
+    resize.disconnect();
+    destroy();
+  };
+  return plot;
+}
+
+/** For display only: the index of the last of each of at most `max` equal buckets of n rows
+ * (the newest row always among them). */
+export function drawnRows(n, max) {
+  const stride = Math.max(1, Math.ceil(n / max));
+  const rows = [];
+  for (let i = 0; i < n; i += stride) rows.push(Math.min(i + stride, n) - 1);
+  return rows;
+}
+
+/**
+ * A panel's history as columns of values, at most `cap` rows. Every stride-th row added is
+ * kept, and the newest row always, as a tail the next row replaces. At `cap` rows every other
+ * one goes (the newest stays) and the stride doubles: a long run keeps its whole span, evenly
+ * spaced at a coarser grain, and memory stays bounded.
+ */
+export class History {
+  constructor(cap, width = 1) {
+    this.cap = cap;
+    this.cols = Array.from({ length: width }, () => []);
+    this.count = 0; // rows added
+    this.stride = 1;
+    this.tail = false; // the newest row is off the stride
+  }
+
+  /** Rows held. */
+  get n() {
+    return this.cols[0].length;
+  }
+
+  /** A new column, null in the rows held so far; its index. */
+  addColumn() {
+    this.cols.push(new Array(this.n).fill(null));
+    return this.cols.length - 1;
+  }
+
+  /** Adds one row, a value per column (a missing one is null). */
+  add(row) {
+    if (this.tail) for (const c of this.cols) c.pop();
+    this.cols.forEach((c, k) => c.push(row[k] ?? null));
+    this.tail = this.count % this.stride !== 0;
+    this.count++;
+    if (this.n >= this.cap) this.thin();
+  }
+
+  thin() {
+    const last = this.n - 1;
+    const keep = (_, i) => i % 2 === 0 || i === last;
+    this.cols = this.cols.map((c) => c.filter(keep));
+    this.stride *= 2;
+    this.tail = (this.count - 1) % this.stride !== 0;
+  }
+
+  /** Column k's newest value. */
+  last(k) {
+    return this.cols[k][this.n - 1];
+  }
+}
