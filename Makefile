@@ -18,9 +18,13 @@ SERVE_ARGS = --host $(HOST) --port $(PORT) $(if $(DATA_DIR),--data-dir $(DATA_DI
 run: setup
 	$(BIN)/gradscope serve $(SERVE_ARGS)
 
+# Two test processes, one per core of a small machine: much of the suite waits on servers,
+# workers and the browser. --dist loadfile keeps a module's tests (and its once-per-module
+# fixtures) in one process. TEST_ARGS adds to it (e.g. TEST_ARGS="-n 0 -k napkin").
+TEST_ARGS ?=
 test: setup setup-test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(TEST_ARGS)
 
 setup: $(VENV)/.setup-run vendor
 

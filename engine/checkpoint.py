@@ -78,7 +78,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
         header = json.loads(str(arrays.pop("header")))
     except CheckpointError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RecursionError) as e:
+    # RuntimeError: zipfile's "member is encrypted", NotImplementedError (an unknown
+    # compression) and RecursionError are all RuntimeErrors.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gradscope checkpoint")

@@ -8,6 +8,7 @@ many times over.
 
 from __future__ import annotations
 
+import gc
 import os
 
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -17,6 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from gradscope.engine.examples import NapkinAverage  # noqa: E402
 from gradscope.engine.mnist import FILES  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
@@ -32,3 +34,18 @@ def real_mnist() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def napkin_trained() -> tuple[NapkinAverage, list[float]]:
+    """The first article's neuron after its 300 full-batch steps on the scalar engine, and
+    the loss of each step. Those steps take the scalar engine seconds, so every test that
+    checks them (the article's numbers, the tensor engine and the napkin preset against
+    them) shares this one run; they only read it."""
+    napkin = NapkinAverage()
+    gc.disable()  # as the trainers do: the graphs are acyclic, and the scans cost half
+    try:
+        losses = napkin.train(300)
+    finally:
+        gc.enable()
+    return napkin, losses

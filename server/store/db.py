@@ -312,10 +312,18 @@ class Store:
             types = list(types)
             sql += f" AND type IN ({', '.join('?' * len(types))})"
             params += types
-        sql += " ORDER BY seq LIMIT ?"
-        params.append(-1 if limit is None else int(limit))
+        sql += " ORDER BY seq"
+        rows: list[tuple] = []
         with self._locked() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            if limit is None:
+                rows = conn.execute(sql, params).fetchall()
+            else:  # the limit counts events, not rows: a packed row holds many (lazy cursor)
+                wanted = 0
+                for row in conn.execute(sql, params):
+                    rows.append(row)
+                    wanted += min(row[5], row[0] - int(since))  # its events past since
+                    if wanted >= limit:
+                        break
         events = [e for row in rows for e in events_from_row(row)]
         if rows and rows[0][5] > 1:
             events = [e for e in events if e["seq"] > since]

@@ -12,12 +12,14 @@ const nanBanner = document.getElementById("nan-banner");
 const controlError = document.getElementById("control-error");
 
 // The panel registry (server/web/panels.py) as the template rendered it: each section names
-// its module and its events. A module that fails to load leaves its panel hidden.
+// its module and its events. A module that fails to load leaves its panel hidden. The stream
+// opens once they are in; the controls work before (they are set up without waiting).
 const sections = [...document.querySelectorAll("[data-panel]")];
-const modules = await Promise.all(sections.map((el) => import(el.dataset.module).catch((err) => {
+const loading = Promise.all(sections.map((el) => import(el.dataset.module).catch((err) => {
   console.warn(`panel ${el.dataset.panel} failed to load`, err);
   return null;
 })));
+let modules = [];
 const panels = []; // [{panel, events: Set}]
 let dirty = new Set();
 let frame = 0;
@@ -71,13 +73,17 @@ function onEvents(events) {
   schedule();
 }
 
-const stream = new RunStream(runId, {
-  onHello,
-  onEvents,
-  onStatus: (s) => {
-    conn.textContent = s === "live" ? "live" : s === "gone" ? "run deleted" : "reconnecting…";
-    conn.dataset.status = s;
-  },
+let stream = null;
+loading.then((loaded) => {
+  modules = loaded;
+  stream = new RunStream(runId, {
+    onHello,
+    onEvents,
+    onStatus: (s) => {
+      conn.textContent = s === "live" ? "live" : s === "gone" ? "run deleted" : "reconnecting…";
+      conn.dataset.status = s;
+    },
+  });
 });
 
 // -- controls: each calls the REST API; the stream shows the effect ---------------------------
@@ -93,7 +99,7 @@ document.getElementById("controls").addEventListener("click", async (ev) => {
       counter.textContent = run.step;
     } else if (action === "delete") {
       if (!confirm("Delete this run and its history?")) return;
-      stream.close();
+      stream?.close();
       await api.remove(runId);
       location.href = "/";
     } else {

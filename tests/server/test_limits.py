@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,8 +142,9 @@ def _closed_by(url: str, message: str) -> ConnectionClosed:
     with connect(url, open_timeout=30, max_size=None) as ws:
         ws.recv(timeout=30)
         ws.send(message)
+        deadline = time.monotonic() + 30  # the close comes, or DID NOT RAISE
         with pytest.raises(ConnectionClosed) as closed:
-            while True:
+            while time.monotonic() < deadline:
                 ws.recv(timeout=30)
     return closed.value
 

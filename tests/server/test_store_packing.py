@@ -219,3 +219,21 @@ def test_the_store_packs_step_tuples_and_metrics_events_handed_to_it(store: Stor
     assert events[0]["data"] == {"epoch": 0, "train_loss": 1.0}
     # the first four share a row, then health, then the last two
     assert [r[2] for r in rows(store, rid)] == [4, 1, 2]
+
+
+def test_a_limited_read_unpacks_only_the_packs_it_needs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit counts events: a read of 1,000 from 60 packs of 5,000 must not unpack all
+    # of them (the hub replays a long run 1,000 events at a time).
+    from gradscope.server.store import db
+
+    rid = run_id(store)
+    for first in range(1, 300_001, 5000):
+        store.append_events(rid, [pack_losses(steps(first, first + 4999))])
+    unpacked: list[int] = []
+    real = db.events_from_row
+    monkeypatch.setattr(db, "events_from_row", lambda row: unpacked.append(row[0]) or real(row))
+    page = store.events(rid, since=4500, limit=1000)
+    assert [e["seq"] for e in page] == list(range(4501, 5501))
+    assert unpacked == [5000, 10000]  # the two packs the page spans, no more

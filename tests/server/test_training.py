@@ -3,7 +3,6 @@ bit, divergence names the op. (Their events: test_trainer_events.py.)"""
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -52,18 +51,16 @@ def check_events(events: list[dict], step: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def napkin() -> tuple[Trainer, list[dict], list[float], NapkinAverage, list[float]]:
-    """The napkin preset trained to its end once for the module, with the article's run:
-    (trainer, its start events, its losses, the article's example, the article's losses)."""
+def napkin(
+    napkin_trained: tuple[NapkinAverage, list[float]],
+) -> tuple[Trainer, list[dict], list[float], NapkinAverage, list[float]]:
+    """The napkin preset trained to its end once for the module, with the article's run
+    (the session's napkin_trained): (trainer, its start events, its losses, the article's
+    example, the article's losses)."""
     tr = trainer("napkin-average")
     start = tr.start_events()
     ours = run_to_end(tr)
-    ex = NapkinAverage()
-    gc.disable()  # as the trainer does: the graphs are acyclic, and the scans cost half
-    try:
-        reference = ex.train(300)
-    finally:
-        gc.enable()
+    ex, reference = napkin_trained
     return tr, start, ours, ex, reference
 
 
