@@ -1,15 +1,21 @@
-"""Every setting and every route appears in the docs (in the style of datasette's test_docs.py)."""
+"""Every setting, event type, panel and route appears in the docs (datasette's test_docs.py).
+
+The fields of each event are checked against docs/events.md in tests/server/test_events.py.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from starlette.routing import BaseRoute, Mount
 
+from gradscope.server.runs.events import EventType
 from gradscope.server.settings import Settings
 from gradscope.server.web.app import create_app
+from gradscope.server.web.panels import PANELS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
@@ -69,3 +75,16 @@ def test_the_checks_see_what_they_check() -> None:
     assert ("DELETE", "/api/runs/{run_id}") in ids and ("MOUNT", "/static") in ids
     assert re.fullmatch(path_pattern("/api/runs/{run_id}/step"), "/api/runs/ID/step")
     assert not re.search(rf"\bGET\b[`\s|]+{path_pattern('/api/runs')}(?![\w/{{])", "GET /api/runsx")
+
+
+@pytest.mark.parametrize("kind", get_args(EventType))
+def test_every_event_type_is_documented(kind: str) -> None:
+    events_md = (ROOT / "docs" / "events.md").read_text()
+    assert re.search(rf"`{kind}`", events_md), f"event type {kind} is not in docs/events.md"
+
+
+@pytest.mark.parametrize("panel", PANELS, ids=lambda p: p.name)
+def test_every_panel_is_documented_and_draws_real_events(panel: Any) -> None:
+    panels_md = (ROOT / "docs" / "panels.md").read_text()
+    assert f"`{panel.name}`" in panels_md and f"`{panel.module}`" in panels_md, panel
+    assert set(panel.events) <= set(get_args(EventType)), panel.events

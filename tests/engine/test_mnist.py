@@ -19,6 +19,12 @@ from hypothesis import strategies as st
 
 from gradscope.engine.mnist import FILES, SHA256, MnistError, load_mnist, mnist_dir, read_idx
 
+
+def gz(data: bytes) -> bytes:
+    """gzip with a fixed time stamp: test ids stay the same in every process (pytest-xdist)."""
+    return gzip.compress(data, mtime=0)
+
+
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 CLOSED_PORT = "http://127.0.0.1:9/"  # the discard port: nothing listens, refused at once
@@ -32,8 +38,8 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str = "t10k") -> None:
     """Write a (small) MNIST split with the standard file names."""
-    (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
-    (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gz(idx_bytes(images)))
+    (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gz(idx_bytes(labels)))
 
 
 @pytest.fixture
@@ -114,13 +120,13 @@ def test_read_idx_on_real_files(real_mnist: Path) -> None:
 def test_read_idx_round_trip_compressed_and_not(tmp_path: Path) -> None:
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     (tmp_path / "a.idx").write_bytes(idx_bytes(a))
-    (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(a)))
+    (tmp_path / "a.gz").write_bytes(gz(idx_bytes(a)))
     assert np.array_equal(read_idx(tmp_path / "a.idx"), a)
     assert np.array_equal(read_idx(str(tmp_path / "a.gz")), a)
 
 
 def valid_gz() -> bytes:
-    return gzip.compress(idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5)))
+    return gz(idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5)))
 
 
 @pytest.mark.parametrize(
@@ -130,14 +136,14 @@ def valid_gz() -> bytes:
         (valid_gz()[:30], "truncated"),
         (b"just some text, not gzip", "not a valid gzip file"),
         (b"", "the file is empty"),
-        (gzip.compress(b""), "the file is empty"),
-        (gzip.compress(b"\x00\x00"), "too short for an IDX header"),
-        (gzip.compress(b"\x00\x00\x08\x03\x00"), "header cut off"),
-        (gzip.compress(b"\x00\x00\x08\x02" + struct.pack(">II", 1, 1) + b"x"), "magic"),
-        (gzip.compress(b"\x1f\x8b\x08\x03" + struct.pack(">III", 1, 1, 1) + b"x"), "magic"),
-        (gzip.compress(struct.pack(">IIII", 2051, 3, 4, 5) + bytes(59)), "truncated"),
-        (gzip.compress(struct.pack(">IIII", 2051, 3, 4, 5) + bytes(61)), "extra bytes"),
-        (gzip.compress(struct.pack(">II", 2049, 2**31) + bytes(9)), "too many"),
+        (gz(b""), "the file is empty"),
+        (gz(b"\x00\x00"), "too short for an IDX header"),
+        (gz(b"\x00\x00\x08\x03\x00"), "header cut off"),
+        (gz(b"\x00\x00\x08\x02" + struct.pack(">II", 1, 1) + b"x"), "magic"),
+        (gz(b"\x1f\x8b\x08\x03" + struct.pack(">III", 1, 1, 1) + b"x"), "magic"),
+        (gz(struct.pack(">IIII", 2051, 3, 4, 5) + bytes(59)), "truncated"),
+        (gz(struct.pack(">IIII", 2051, 3, 4, 5) + bytes(61)), "extra bytes"),
+        (gz(struct.pack(">II", 2049, 2**31) + bytes(9)), "too many"),
     ],
 )
 def test_corrupt_files_raise_mnist_error_naming_the_file(
@@ -205,7 +211,7 @@ def test_fuzz_read_idx_returns_an_array_or_mnist_error(
 ) -> None:
     raw = content
     if compress:  # then also damage the gzip stream itself: a flipped byte, a cut-off end
-        content = bytearray(gzip.compress(content))
+        content = bytearray(gz(content))
         if flip is not None:
             content[flip[0] % len(content)] ^= flip[1]
         content = bytes(content[: max(0, len(content) - cut)])
