@@ -7,7 +7,16 @@ The API is shaped like PyTorch's: `engine.nn`, `engine.nn.functional`, `engine.o
 from gradscope.engine.autograd import AnomalyError, detect_anomaly, is_grad_enabled, no_grad
 from gradscope.engine.nn import manual_seed
 from gradscope.engine.scalar import Value
-from gradscope.engine.tensor import Tensor, cat, concat, float32, float64, tensor
+from gradscope.engine.tensor import (
+    Tensor,
+    cat,
+    concat,
+    float32,
+    float64,
+    from_numpy,
+    int64,
+    tensor,
+)
 
 __all__ = [
     "AnomalyError",
@@ -18,6 +27,8 @@ __all__ = [
     "detect_anomaly",
     "float32",
     "float64",
+    "from_numpy",
+    "int64",
     "is_grad_enabled",
     "manual_seed",
     "no_grad",

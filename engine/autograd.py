@@ -59,6 +59,26 @@ def backward_order(root: Any) -> list[Any]:
     return order
 
 
+def run_backward(root: Any, g: np.ndarray) -> None:
+    """Seed root with g and run every op's backward under it, parents before children."""
+    order = backward_order(root)
+    # Every op's output starts from no gradient: a second backward through a shared
+    # intermediate would otherwise push the first one's gradient down again. Leaves
+    # (the only nodes without a backward) accumulate across calls, as in torch.
+    for t in order:
+        if t._backward is not None:
+            t.grad = None
+    accumulate(root, g)
+    check = _State.anomaly
+    for t in reversed(order):
+        if t._backward is not None and t.grad is not None:
+            t._backward(t)
+            if check:
+                for p in t._prev:
+                    if p.grad is not None and not np.isfinite(p.grad).all():
+                        raise AnomalyError(t.op, t.label, "backward")
+
+
 class _State:
     """Process-wide switches: gradient recording and anomaly detection."""
 
@@ -111,10 +131,19 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    return g if g.shape == shape else g.reshape(shape)
 
 
-def accumulate(t: Any, g: np.ndarray) -> None:
-    """Add g into t.grad (new array, never in place: g may be shared with another tensor)."""
+def accumulate(t: Any, g: np.ndarray, alias: np.ndarray | None = None) -> None:
+    """Add g into t.grad in t's dtype (a new array, never in place: g may be shared).
+
+    A leaf's first gradient is its own array, never a view or a read-only broadcast or
+    alias (another node's grad passed through), so `p.grad *= 0.5` touches p alone.
+    """
     if t.requires_grad:
+        dt = t.data.dtype
+        if g.dtype is not dt and g.dtype != dt:
+            g = g.astype(dt)  # a float32 leaf keeps float32 grads beside float64 operands
+        elif t.grad is None and t._backward is None and (g.base is not None or g is alias):
+            g = g.copy()
         t.grad = g if t.grad is None else t.grad + g

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine.nn import Module, _atomic_write
-from gradscope.engine.optim import LRScheduler, Optimizer
+from gradscope.engine.optim import MAX_STEPS, LRScheduler, Optimizer
 
 FORMAT = "gradscope-checkpoint"
 # The buffer sets each optimizer keeps per parameter (before its first step: none).
@@ -56,6 +56,7 @@ def save_checkpoint(
             "type": sd["type"],
             "hyper": sd["hyper"],
             "steps": sd["steps"],
+            "param_steps": sd["param_steps"],
             "buffers": [sorted(s) for s in sd["state"]],
         }
         for i, s in enumerate(sd["state"]):
@@ -244,7 +245,22 @@ def _optimizer_state(
     hyper = _hyper(o.get("hyper"), optimizer.hyper())
     if isinstance(optimizer.hyper().get("betas"), tuple):
         hyper["betas"] = tuple(hyper["betas"])
-    return {"type": o["type"], "hyper": hyper, "steps": steps, "state": state}
+    sd = {"type": o["type"], "hyper": hyper, "steps": steps, "state": state}
+    # Files from before per-parameter steps lack the field: load_state_dict then gives
+    # every parameter with state the global count, the one its buffers were built with.
+    if "param_steps" in o:
+        sd["param_steps"] = _counts(o["param_steps"], len(params))
+    return sd
+
+
+def _counts(given: Any, n: int) -> list[int]:
+    """The file's per-parameter step counts: n whole numbers in [0, MAX_STEPS]."""
+    if not isinstance(given, list) or len(given) != n:
+        raise ValueError(f"optimizer param_steps {given!r} do not match {n} parameters")
+    for k in given:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_STEPS:
+            raise ValueError(f"optimizer param_steps holds {k!r}, not a count")
+    return given
 
 
 def _check_scheduler(sd: Any) -> None:

@@ -35,7 +35,6 @@ def _scale(out: Tensor, n: int) -> np.ndarray:
     return out.grad / n if reduction == "mean" else out.grad
 
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _CACHE_MAX = 64  # distinct batch sizes kept; past that, start over
 _ROWS: dict[int, np.ndarray] = {}
 
@@ -76,6 +75,8 @@ def _linear_bw(out: Tensor) -> None:
     g = out.grad
     if x.requires_grad:
         gx = g @ w.data
+        if gx.dtype != x.data.dtype:  # a grad keeps its tensor's dtype (mixed-dtype linear)
+            gx = gx.astype(x.data.dtype)
         x.grad = gx if x.grad is None else x.grad + gx
     x2, g2 = x.data, g
     if g.ndim != 2:  # fold leading batch dims for the weight and bias gradients
@@ -83,10 +84,12 @@ def _linear_bw(out: Tensor) -> None:
     if w.requires_grad:
         # Produce the gradient in the weight's own memory layout (see nn.Linear).
         gw = (x2.T @ g2).T if w.data.flags.f_contiguous else g2.T @ x2
+        if gw.dtype != w.data.dtype:
+            gw = gw.astype(w.data.dtype, order="K")
         w.grad = gw if w.grad is None else w.grad + gw
     if len(prev) == 3 and prev[2].requires_grad:
         b = prev[2]
-        gb = np.add.reduce(g2, axis=0)
+        gb = np.add.reduce(g2, axis=0, dtype=b.data.dtype)
         b.grad = gb if b.grad is None else b.grad + gb
 
 
@@ -113,32 +116,74 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 # -- losses ------------------------------------------------------------------------------
 
 
+def _with_target(x: Tensor, target: Any) -> tuple[Tensor, ...]:
+    # A target that requires grad (a distillation target, a learned one) joins the graph
+    # and gets its gradient, as in PyTorch; a plain target stays out of the picture.
+    return (x, target) if isinstance(target, Tensor) and target.requires_grad else (x,)
+
+
+def _target_grad(out: Tensor, g: np.ndarray) -> None:
+    """Accumulate g into the target, when it is in the graph, in the target's own dtype."""
+    if len(out._prev) == 2:
+        t = out._prev[1]
+        _accumulate(t, g.astype(t.dtype, copy=False))
+
+
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean (or summed) squared error."""
     _check_reduction(reduction)
     diff = input.data - _target(target, input, "mse_loss")
-    out = _make(_reduce(diff * diff, reduction), (input,), "mse_loss", _mse_bw)
+    out = _make(_reduce(diff * diff, reduction), _with_target(input, target), "mse_loss", _mse_bw)
     out._ctx = (reduction, diff)
     return out
 
 
 def _mse_bw(out: Tensor) -> None:
     diff = out._ctx[1]
-    _accumulate(out._prev[0], diff * (2 * _scale(out, diff.size)))
+    g = diff * (2 * _scale(out, diff.size))
+    _accumulate(out._prev[0], g)
+    _target_grad(out, -g)
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of (N, C) logits against N class indices, numerically stable."""
-    _check_reduction(reduction)
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy expects (N, C) logits, got shape {logits.shape}")
-    n, c = logits.shape
+def _class_indices(target: Any, n: int) -> np.ndarray:
+    """N integer class indices from an array, a list or a Tensor, or a ValueError."""
     y = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if y.size == 0 and not isinstance(target, np.ndarray | Tensor):
+        y = y.astype(np.int64)  # np.asarray([]) is float64
     if y.shape != (n,) or y.dtype.kind not in "iu":
         raise ValueError(
             f"cross_entropy: target must be {n} integer class indices, got "
             f"shape {y.shape} of {y.dtype}"
         )
+    return y
+
+
+def _drop_ignored(y: np.ndarray, ignore_index: int, c: int) -> tuple[np.ndarray, Any]:
+    """(y with ignored rows set to class 0, the mask of rows kept or None if all are)."""
+    keep = y != ignore_index
+    kept = y[keep]
+    if kept.size and (kept.min() < 0 or kept.max() >= c):
+        raise ValueError(
+            f"cross_entropy: class index out of range [0, {c}): {kept.min()}..{kept.max()}"
+        )
+    if keep.all():
+        return y, None
+    return np.where(keep, y, 0).astype(y.dtype, copy=False), keep
+
+
+def cross_entropy(
+    logits: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100
+) -> Tensor:
+    """Softmax cross-entropy of (N, C) logits against N class indices, numerically stable.
+
+    Rows whose target is ignore_index add nothing, and a mean is over the other rows
+    (NaN when there are none), as in PyTorch.
+    """
+    _check_reduction(reduction)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy expects (N, C) logits, got shape {logits.shape}")
+    n, c = logits.shape
+    y = _class_indices(target, n)
     x = logits.data
     # numpy reduces a short row (few classes) one row at a time; over a column-major
     # copy the row max is a few whole-column passes instead, about twice as fast.
@@ -147,25 +192,36 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     e = np.exp(z)
     s = np.add.reduce(e, axis=1, keepdims=True)
     rows = _arange(n)
-    # Viewed unsigned, a negative label becomes huge: indexing then checks both ends at once.
-    yu = y if y.dtype.kind == "u" else y.view(_UNSIGNED[y.dtype.itemsize])
+    keep = None  # which rows count, when some are ignored
+    # numpy takes a negative class as counting from the end: look for one (and for
+    # ignored rows) up front only then; the default ignore_index, -100, is one of them.
+    if 0 <= ignore_index < c or (y.dtype.kind == "i" and n and np.minimum.reduce(y) < 0):
+        y, keep = _drop_ignored(y, ignore_index, c)
     try:
-        picked = z[rows, yu]
-    except IndexError:
-        raise ValueError(
-            f"cross_entropy: class index out of range [0, {c}): {y.min()}..{y.max()}"
-        ) from None
+        picked = z[rows, y]
+    except IndexError:  # a class past the end: an ignored row, or a label out of range
+        y, keep = _drop_ignored(y, ignore_index, c)
+        picked = z[rows, y]
     losses = np.log(s[:, 0]) - picked
-    out = _make(_reduce(losses, reduction), (logits,), "cross_entropy", _cross_entropy_bw)
+    count = n
+    if keep is not None:
+        losses = np.where(keep, losses, 0)  # where, not *: NaN logits in an ignored row
+        count = int(np.count_nonzero(keep))
+    total = np.add.reduce(losses, axis=None)
+    if reduction == "mean":  # over the rows that count: none gives NaN, as in PyTorch
+        total = total / count if count else np.nan
+    out = _make(np.asarray(total, dtype=x.dtype), (logits,), "cross_entropy", _cross_entropy_bw)
     if out._backward is not None:
         # The gradient, (softmax - onehot) / N for a mean, made now while e is warm in
         # cache: backward only scales it by the upstream gradient (1 for a loss).
         one = e.dtype.type(1)
-        k = one / n if reduction == "mean" and n else one  # as _scale does for a grad of 1
+        k = one / count if reduction == "mean" and count else one  # as _scale does for 1
         e /= s
         if k != one:
             e *= k
-        e[rows, yu] -= k
+        e[rows, y] -= k
+        if keep is not None:
+            e *= keep[:, None]  # an ignored row has no gradient
         out._ctx = e
     return out
 
@@ -184,7 +240,8 @@ def binary_cross_entropy_with_logits(
     y = _target(target, logits, "binary_cross_entropy_with_logits")
     # max(x, 0) - x*y + log(1 + exp(-|x|)): never exponentiates a large positive number.
     losses = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
-    out = _make(_reduce(losses, reduction), (logits,), "bce_with_logits", _bce_bw)
+    parents = _with_target(logits, target)
+    out = _make(_reduce(losses, reduction), parents, "bce_with_logits", _bce_bw)
     out._ctx = (reduction, y)
     return out
 
@@ -192,8 +249,11 @@ def binary_cross_entropy_with_logits(
 def _bce_bw(out: Tensor) -> None:
     logits = out._prev[0]
     y = out._ctx[1]
-    p = 0.5 * (1 + np.tanh(0.5 * logits.data))  # sigmoid, overflow-free
-    _accumulate(logits, (p - y) * _scale(out, y.size))
+    scale = _scale(out, y.size)
+    if logits.requires_grad:
+        p = 0.5 * (1 + np.tanh(0.5 * logits.data))  # sigmoid, overflow-free
+        _accumulate(logits, (p - y) * scale)
+    _target_grad(out, -logits.data * scale)  # d/dy of -x*y: the rest has no y in it
 
 
 def hinge_loss(scores: Tensor, target: Any, reduction: str = "mean") -> Tensor:

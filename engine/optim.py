@@ -15,6 +15,8 @@ import numpy as np
 from gradscope.engine import blas
 from gradscope.engine.tensor import Tensor
 
+MAX_STEPS = 1 << 53  # past this a count is no longer exact as a float (b1 ** step)
+
 
 class Optimizer:
     """Holds the parameters, their per-parameter state and the hyperparameters."""
@@ -30,7 +32,10 @@ class Optimizer:
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         self.lr = float(lr)
-        self.steps = 0
+        self.steps = 0  # step() calls
+        # Updates each parameter has had: one whose grad was None on a step missed it,
+        # and Adam's bias correction follows this count, as torch's state["step"] does.
+        self.param_steps = [0] * len(self.params)
         self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
         self._scratch = [np.empty_like(p.data) for p in self.params]
 
@@ -40,8 +45,10 @@ class Optimizer:
 
     def step(self) -> None:
         self.steps += 1
+        counts = self.param_steps
         for i, p in enumerate(self.params):
-            if p.grad is not None:
+            if p.grad is not None:  # no gradient, no update and no step: as in PyTorch
+                counts[i] += 1
                 self._update(i, p, p.grad)
 
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
@@ -51,11 +58,12 @@ class Optimizer:
         return {"lr": self.lr, **{k: getattr(self, k) for k in self.hyper_names}}
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters, step count and copies of every buffer (a resumable snapshot)."""
+        """Hyperparameters, step counts and copies of every buffer (a resumable snapshot)."""
         return {
             "type": type(self).__name__,
             "hyper": self.hyper(),
             "steps": self.steps,
+            "param_steps": list(self.param_steps),
             "state": [{k: v.copy() for k, v in s.items()} for s in self.state],
         }
 
@@ -70,12 +78,24 @@ class Optimizer:
             for k, v in s.items():
                 if np.shape(v) != p.shape:
                     raise ValueError(f"optimizer buffer {k}: shape {np.shape(v)}, param {p.shape}")
+        steps = int(sd["steps"])
+        param_steps = sd.get("param_steps")
+        if param_steps is None:
+            # A snapshot from before steps were per parameter: the global count was the one
+            # every parameter with state had been corrected with.
+            param_steps = [steps if s else 0 for s in sd["state"]]
+        if len(param_steps) != len(self.params) or not all(
+            isinstance(n, int | np.integer) and not isinstance(n, bool) and 0 <= n <= MAX_STEPS
+            for n in param_steps
+        ):
+            raise ValueError(f"param_steps {param_steps!r} are not {len(self.params)} counts")
         unknown = set(sd["hyper"]) - {"lr", *self.hyper_names}
         if unknown:
             raise ValueError(f"unknown {type(self).__name__} hyperparameters {sorted(unknown)}")
         for k, v in sd["hyper"].items():
             setattr(self, k, v)
-        self.steps = int(sd["steps"])
+        self.steps = steps
+        self.param_steps = [int(n) for n in param_steps]
         self.state = [
             {k: np.array(v, dtype=p.dtype) for k, v in s.items()}
             for s, p in zip(sd["state"], self.params)
@@ -116,11 +136,15 @@ class SGD(Optimizer):
             return
         # Plain SGD, the common case, in one loop without the per-parameter dispatch.
         self.steps += 1
-        lr, min_size = self.lr, blas.MIN_SIZE
-        for p, scratch in zip(self.params, self._scratch):
-            g, w = p.grad, p.data
-            if g is not None and (w.size < min_size or not blas.axpy(-lr, g, w)):
-                w -= np.multiply(g, lr, out=scratch)  # what _descend does, inlined
+        lr, min_size, counts = self.lr, blas.MIN_SIZE, self.param_steps
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            counts[i] += 1
+            w = p.data
+            if w.size < min_size or not blas.axpy(-lr, g, w):
+                w -= np.multiply(g, lr, out=self._scratch[i])  # what _descend does, inlined
 
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
         if self.weight_decay:
@@ -176,7 +200,8 @@ class Adam(Optimizer):
         np.multiply(g, g, out=tmp)
         tmp *= 1 - b2
         v += tmp
-        bc1, bc2 = 1 - b1**self.steps, 1 - b2**self.steps
+        t = self.param_steps[i]  # this parameter's own count: it may have joined late
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
         np.sqrt(v, out=tmp)
         tmp /= math.sqrt(bc2)
         tmp += self.eps

@@ -25,13 +25,20 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) ->
 
 
 def _reduction(a: Tensor, f: Any, op: str, backward: Any, dim: Dim, keepdim: bool) -> Tensor:
+    if isinstance(dim, list | tuple):  # torch takes a list too; () means every axis
+        dim = tuple(dim) or None
     out = a._derive(f(a.data, axis=dim, keepdims=keepdim), (a,), op, backward)
     out._ctx = (dim, keepdim)
     return out
 
 
 def sum_(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
-    return _reduction(a, np.sum, "sum", _sum_bw, dim, keepdim)
+    f = _int_sum if a.data.dtype.kind in "bui" else np.sum
+    return _reduction(a, f, "sum", _sum_bw, dim, keepdim)
+
+
+def _int_sum(x: np.ndarray, axis: Dim, keepdims: bool) -> np.ndarray:
+    return np.sum(x, axis=axis, keepdims=keepdims, dtype=np.int64)  # torch: any int sums in int64
 
 
 def _sum_bw(out: Tensor) -> None:
@@ -40,6 +47,8 @@ def _sum_bw(out: Tensor) -> None:
 
 
 def mean(a: Tensor, dim: Dim, keepdim: bool) -> Tensor:
+    if a.data.dtype.kind != "f":
+        raise RuntimeError(f"mean() needs a floating point tensor, got {a.data.dtype} (as torch)")
     return _reduction(a, np.mean, "mean", _mean_bw, dim, keepdim)
 
 
@@ -57,7 +66,7 @@ def _max_bw(out: Tensor) -> None:
     a = out._prev[0]
     axis, keepdims = out._ctx
     m = _expand(out.data, a.shape, axis, keepdims)
-    mask = a.data == m
+    mask = (a.data == m).astype(a.data.dtype)  # in a's dtype, so the grad is too
     # Ties share the gradient equally (like torch.amax), so it sums to the output's.
     share = mask / mask.sum(axis=axis, keepdims=True)
     _accumulate(a, share * _expand(out.grad, a.shape, axis, keepdims))

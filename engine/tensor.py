@@ -2,8 +2,9 @@
 
 Each op computes its forward with numpy and names a shared backward function (no closure
 per node); `backward()` walks an iterative topological order. Gradients are plain numpy
-arrays, stored by reference and never written in place by the engine (accumulation makes
-a new array), so an op may hand the same array to two parents safely.
+arrays, never written in place by the engine (accumulation makes a new array), so an op
+may hand the same array to two parents; a leaf's own grad is its alone, the user's to
+write in place. Dtypes and promotion follow PyTorch (engine.dtypes).
 """
 
 from __future__ import annotations
@@ -13,26 +14,22 @@ from typing import Any
 
 import numpy as np
 
+from gradscope.engine import pointwise as _pw
 from gradscope.engine import shape_ops as _shape
-from gradscope.engine.autograd import AnomalyError, _State, backward_order, unbroadcast
+from gradscope.engine.autograd import AnomalyError, _State, run_backward, unbroadcast
 from gradscope.engine.autograd import accumulate as _accumulate
-
-float32 = np.float32
-float64 = np.float64
+from gradscope.engine.dtypes import (  # noqa: F401 (re-exported)
+    check_grad,
+    float32,
+    float64,
+    int64,
+    new_array,
+    promote,
+    scalar_dtype,
+)
 
 Backward = Callable[["Tensor"], None]
 ArrayLike = Any
-
-
-def _as_array(data: ArrayLike, dtype: Any) -> np.ndarray:
-    """A numeric numpy array, refusing strings, objects and other non-numbers by name."""
-    try:
-        arr = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"Tensor() needs numbers, got {type(data).__name__}: {e}") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"Tensor() needs numbers, got {type(data).__name__} of dtype {arr.dtype}")
-    return arr
 
 
 class Tensor:
@@ -52,13 +49,13 @@ class Tensor:
     __array_ufunc__ = None  # so `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(
-        self, data: ArrayLike, requires_grad: bool = False, dtype: Any = float32, label: str = ""
+        self, data: ArrayLike, requires_grad: bool = False, dtype: Any = None, label: str = ""
     ) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        self.data = _as_array(data, dtype)
-        if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"only floating tensors can require grad, not {self.data.dtype}")
+        self.data = new_array(data, dtype)  # a copy, as torch.tensor: never the caller's array
+        if requires_grad:
+            check_grad(self.data.dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self.label = label
@@ -100,58 +97,65 @@ class Tensor:
         return self.data.item()
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph."""
-        return Tensor(self.data, dtype=self.data.dtype)
+        """The same data (shared memory, as in torch), cut from the graph."""
+        return _tensor(self.data, self)
 
     def zero_grad(self) -> None:
         self.grad = None
 
-    def backward(self, grad: ArrayLike | None = None) -> None:
-        """Accumulate d(self)/d(leaf) into every tensor below that requires grad."""
+    def backward(self, gradient: ArrayLike | None = None, retain_graph: bool | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf below that requires grad, as torch does.
+
+        The graph is kept (as with retain_graph=True, which is accepted and implied): each
+        call starts every op's output from no gradient, so backward of loss1 then loss2 on
+        a shared trunk gives the leaves the sum of both, never one of them twice.
+        """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() needs a grad for a non-scalar {self.shape}")
             g = np.ones_like(self.data) if self.data.ndim else np.array(1, self.data.dtype)
         else:
-            g = np.broadcast_to(_as_array(grad, self.data.dtype), self.shape)
-        _accumulate(self, g)
-        check = _State.anomaly
-        for t in reversed(backward_order(self)):
-            if t._backward is not None and t.grad is not None:
-                t._backward(t)
-                if check:
-                    for p in t._prev:
-                        if p.grad is not None and not np.isfinite(p.grad).all():
-                            raise AnomalyError(t.op, t.label, "backward")
+            g = gradient.data if isinstance(gradient, Tensor) else gradient
+            g = np.broadcast_to(new_array(g, self.data.dtype, copy=False), self.shape)
+        run_backward(self, g)
 
     # -- elementwise binary ops (Python operators) -------------------------------------
 
     def __add__(self, other: ArrayLike) -> Tensor:
         o = _tensor(other, self)
-        return _make(self.data + o.data, (self, o), "+", _add_bw)
+        a, b = self.data, o.data
+        if a.dtype is not b.dtype:
+            a, b = promote(a, b)
+        return _make(a + b, (self, o), "+", _add_bw)
 
     def __sub__(self, other: ArrayLike) -> Tensor:
         o = _tensor(other, self)
-        return _make(self.data - o.data, (self, o), "-", _sub_bw)
+        a, b = self.data, o.data
+        if a.dtype is not b.dtype:
+            a, b = promote(a, b)
+        return _make(a - b, (self, o), "-", _sub_bw)
 
     def __mul__(self, other: ArrayLike) -> Tensor:
         o = _tensor(other, self)
-        return _make(self.data * o.data, (self, o), "*", _mul_bw)
+        a, b = self.data, o.data
+        if a.dtype is not b.dtype:
+            a, b = promote(a, b)
+        return _make(a * b, (self, o), "*", _mul_bw)
 
     def __truediv__(self, other: ArrayLike) -> Tensor:
         o = _tensor(other, self)
-        return _make(self.data / o.data, (self, o), "/", _div_bw)
+        a, b = self.data, o.data
+        if a.dtype is not b.dtype or a.dtype.kind != "f":
+            a, b = promote(a, b, floating=True)  # int / int is a float32 division in torch
+        return _make(a / b, (self, o), "/", _div_bw)
 
     def __pow__(self, k: ArrayLike) -> Tensor:
-        if isinstance(k, Tensor):
-            return _make(self.data**k.data, (self, k), "**", _powt_bw)
-        if isinstance(k, bool) or not isinstance(k, int | float):
-            raise TypeError(f"exponent must be a number or a Tensor, got {type(k).__name__}")
-        out = _make(self.data**k, (self,), f"**{k}", _pow_bw)
-        out._ctx = k
-        return out
+        return _pw.pow_tensor(self, k) if isinstance(k, Tensor) else _pw.pow_(self, k)
+
+    def __rpow__(self, base: ArrayLike) -> Tensor:
+        return _tensor(base, self) ** self
 
     def __matmul__(self, other: ArrayLike) -> Tensor:
         o = _tensor(other, self)
@@ -180,29 +184,19 @@ class Tensor:
     # -- elementwise unary ops ---------------------------------------------------------
 
     def exp(self) -> Tensor:
-        return _make(np.exp(self.data), (self,), "exp", _exp_bw)
+        return _pw.exp(self)
 
     def log(self) -> Tensor:
-        return _make(np.log(self.data), (self,), "log", _log_bw)
+        return _pw.log(self)
 
     def tanh(self) -> Tensor:
-        return _make(np.tanh(self.data), (self,), "tanh", _tanh_bw)
+        return _pw.tanh(self)
 
     def relu(self) -> Tensor:
-        # x * mask beats np.maximum (no NaN bookkeeping; NaN still propagates); a mask of
-        # the same float dtype keeps both multiplies on numpy's fast same-type loops, and
-        # the backward reuses it.
-        mask = (self.data > 0).astype(self.data.dtype)
-        out = _make(self.data * mask, (self,), "relu", _relu_bw)
-        out._ctx = mask
-        return out
+        return _pw.relu(self)
 
     def sigmoid(self) -> Tensor:
-        # 0.5 * (1 + tanh(x / 2)): exact, one transcendental, and no overflow at any x.
-        s = np.tanh(self.data * 0.5)
-        s *= 0.5
-        s += 0.5
-        return _make(s, (self,), "sigmoid", _sigmoid_bw)
+        return _pw.sigmoid(self)
 
     # -- reductions and shape ops (engine.shape_ops: forward beside backward) ---------
 
@@ -254,11 +248,13 @@ class Tensor:
 
 
 def _tensor(x: ArrayLike, like: Tensor) -> Tensor:
-    """Wrap a number or array as a constant of like's dtype (Python numbers stay weak)."""
+    """Wrap a number or array as a constant beside like (weak: see dtypes.scalar_dtype)."""
     if isinstance(x, Tensor):
         return x
+    dt = like.data.dtype
     t = object.__new__(Tensor)
-    t.data = np.asarray(x, dtype=like.data.dtype)
+    # Beside a floating tensor (the hot path), any constant simply takes its dtype.
+    t.data = np.asarray(x, dtype=dt if dt.kind == "f" else scalar_dtype(x, dt))
     t.requires_grad = False
     t.grad = None
     t.label = ""
@@ -300,9 +296,18 @@ def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 cat = concat
 
 
-def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = float32) -> Tensor:
-    """PyTorch's torch.tensor: a new leaf tensor."""
+def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """PyTorch's torch.tensor: a new leaf tensor of a copy of data."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """torch.from_numpy: a tensor sharing arr's memory (and dtype): writes show through."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy() expects an np.ndarray, got {type(arr).__name__}")
+    t = Tensor(np.empty(0, arr.dtype))  # the dtype check, without copying arr
+    t.data = arr
+    return t
 
 
 # -- backward functions, one per op ------------------------------------------------------
@@ -310,13 +315,14 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = float32) -
 
 def _add_bw(out: Tensor) -> None:
     a, b = out._prev
-    _accumulate(a, unbroadcast(out.grad, a.shape))
-    _accumulate(b, unbroadcast(out.grad, b.shape))
+    # out.grad passes through as is: accumulate copies it for a leaf (alias), not for an op.
+    _accumulate(a, unbroadcast(out.grad, a.shape), out.grad)
+    _accumulate(b, unbroadcast(out.grad, b.shape), out.grad)
 
 
 def _sub_bw(out: Tensor) -> None:
     a, b = out._prev
-    _accumulate(a, unbroadcast(out.grad, a.shape))
+    _accumulate(a, unbroadcast(out.grad, a.shape), out.grad)
     if b.requires_grad:
         _accumulate(b, unbroadcast(-out.grad, b.shape))
 
@@ -336,20 +342,6 @@ def _div_bw(out: Tensor) -> None:
         _accumulate(a, unbroadcast(g, a.shape))
     if b.requires_grad:
         _accumulate(b, unbroadcast(-g * out.data, b.shape))
-
-
-def _pow_bw(out: Tensor) -> None:
-    (a,) = out._prev
-    k = out._ctx
-    _accumulate(a, out.grad * (k * a.data ** (k - 1)))
-
-
-def _powt_bw(out: Tensor) -> None:
-    a, b = out._prev
-    if a.requires_grad:
-        _accumulate(a, unbroadcast(out.grad * b.data * a.data ** (b.data - 1), a.shape))
-    if b.requires_grad:
-        _accumulate(b, unbroadcast(out.grad * out.data * np.log(a.data), b.shape))
 
 
 def _neg_bw(out: Tensor) -> None:
@@ -374,25 +366,3 @@ def _matmul_bw(out: Tensor) -> None:
         _accumulate(a, unbroadcast(g @ np.swapaxes(B, -1, -2), A.shape).reshape(a.shape))
     if b.requires_grad:
         _accumulate(b, unbroadcast(np.swapaxes(A, -1, -2) @ g, B.shape).reshape(b.shape))
-
-
-def _exp_bw(out: Tensor) -> None:
-    _accumulate(out._prev[0], out.grad * out.data)
-
-
-def _log_bw(out: Tensor) -> None:
-    a = out._prev[0]
-    _accumulate(a, out.grad / a.data)
-
-
-def _tanh_bw(out: Tensor) -> None:
-    _accumulate(out._prev[0], out.grad * (1 - out.data * out.data))
-
-
-def _relu_bw(out: Tensor) -> None:
-    _accumulate(out._prev[0], out.grad * out._ctx)
-
-
-def _sigmoid_bw(out: Tensor) -> None:
-    s = out.data
-    _accumulate(out._prev[0], out.grad * s * (1 - s))
