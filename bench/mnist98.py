@@ -107,13 +107,13 @@ def build_ours(cfg: dict, data: tuple, weights: list):
         opt = optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
 
     def batch_loss(idx: np.ndarray) -> engine.Tensor:
-        return F.cross_entropy(model(engine.Tensor(xtr[idx])), ytr[idx])
+        return F.cross_entropy(model(engine.from_numpy(xtr[idx])), ytr[idx])
 
     train_epoch = epoch_trainer(opt, batch_loss, cfg["batch"], lambda order: order)
 
     def accuracy() -> float:
         with engine.no_grad():
-            logits = model(engine.Tensor(xte)).data
+            logits = model(engine.from_numpy(xte)).data
         return float((logits.argmax(axis=1) == yte).mean())
 
     def set_lr(lr: float) -> None:

@@ -108,7 +108,7 @@ def child(name: str, cfg: dict) -> None:
         opt = optim.SGD(model.parameters(), lr=lr, momentum=0.0)
 
         def train(x: np.ndarray, y: np.ndarray) -> object:
-            return H.backward_step(opt, F.cross_entropy(model(engine.Tensor(x)), y))
+            return H.backward_step(opt, F.cross_entropy(model(engine.from_numpy(x)), y))
 
     elif name == "torch":
         import torch

@@ -64,7 +64,7 @@ def ours_step(key: str, seed: int):
     model = nn.MLP(spec["sizes"], activation="tanh", output_activation=spec["out_act"])
     model.load_state_dict(H.mlp_state_dict(weights))
     opt = optim.SGD(model.parameters(), lr=spec["lr"])
-    xt, red = engine.Tensor(x), spec["reduction"]
+    xt, red = engine.from_numpy(x), spec["reduction"]
 
     def step() -> object:
         loss = F.mse_loss(model(xt), y, reduction=red)

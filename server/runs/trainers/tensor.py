@@ -83,7 +83,9 @@ class TensorTrainer(Trainer):
         return (d.x_train, d.t_train) if idx is None else (d.x_train[idx], d.t_train[idx])
 
     def _forward(self, x: np.ndarray, t: np.ndarray) -> tuple[Tensor, Tensor]:
-        out = self.model(Tensor(x, label="input"))
+        inp = engine.from_numpy(x)  # the batch is ours and only read: share it, as torch does
+        inp.label = "input"
+        out = self.model(inp)
         loss = self._loss_fn(out, t)
         loss.label = "loss"
         return out, loss
