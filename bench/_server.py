@@ -119,8 +119,10 @@ class Server:
 
     # -- REST -------------------------------------------------------------------------------
     def create(self, preset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST /api/runs {"preset", "config": overrides}; the new (queued) run."""
-        r = self.http.post(f"{self.url}/api/runs", json={"preset": preset, "config": overrides})
+        """POST /api/runs {"preset", "config": overrides}; the new (queued) run, at full speed
+        unless the overrides set a pace."""
+        config = {"pace": None, **(overrides or {})}
+        r = self.http.post(f"{self.url}/api/runs", json={"preset": preset, "config": config})
         if r.status_code != 201:
             raise RuntimeError(f"POST /api/runs answered {r.status_code}: {r.text}")
         return r.json()

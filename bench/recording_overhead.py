@@ -56,7 +56,10 @@ def build(cfg: dict[str, Any]) -> tuple[Any, Any]:
 
     tune_malloc()  # as the server's workers and `gradscope train` do
     config = resolve_config(
-        cfg["preset"], {"steps": cfg["steps"]}, max_parameters=10**9, max_steps=10**9
+        cfg["preset"],
+        {"steps": cfg["steps"], "pace": None},
+        max_parameters=10**9,
+        max_steps=10**9,
     )
     return config, build_trainer(config, Path(cfg["mnist_dir"]))
 

@@ -179,6 +179,12 @@ def train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"gradscope train: {e}", file=sys.stderr)
         return 2
+    if config.pace is not None:
+        print(
+            f"gradscope train: paced at {config.pace:g} steps/s, so every step can be watched "
+            "(--set pace=null: full speed)",
+            file=sys.stderr,
+        )
     store = Store(settings.data_dir)
     try:
         run = store.create_run(

@@ -25,6 +25,7 @@ TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 MAX_PIXELS = 20_000_000  # rectangles: (n + test_n) * size^2 numbers, about 2 s to draw
 SCALAR_MAX_PARAMETERS = SCALAR_MAX_SAMPLES = 1000
+MAX_PACE = 1_000_000  # steps per second; beyond that pacing means nothing
 
 
 class ConfigError(Invalid, ValueError):
@@ -170,6 +171,17 @@ class RunConfig(_Model):
         None, ge=1, le=100_000_000, description="optimizer steps (wins over epochs)"
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the weights and data order")
+    pace: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_PACE,
+        description="steps per second, so a learner can watch every step (each gets a frame "
+        "up to 60 a second); None: as fast as the machine goes. Never changes what is "
+        "computed; PATCH /api/runs/{id} changes it live",
+    )
+    start_paused: bool = Field(
+        False, description="start paused at step 0 (its frame drawn), to be stepped or played"
+    )
     record: RecordConfig = Field(default_factory=RecordConfig, description="recording")
 
     @model_validator(mode="after")

@@ -12,3 +12,4 @@ class Control(StrEnum):
     RESUME = "resume"
     STEP = "step"  # sent with the number of steps: (Control.STEP, n)
     STOP = "stop"
+    PACE = "pace"  # sent with steps per second, or None for full speed: (Control.PACE, pace)

@@ -27,6 +27,11 @@ from gradscope.server.store import Store
 RECORD_BUDGET = 0.01
 # How often a worker looks at its command pipe while running (seconds).
 COMMAND_POLL = 0.005
+# A paced run records a frame every step up to this many a second (a display's rate).
+MAX_FRAMES_PER_SECOND = 60
+# A paced run that falls this far behind its schedule (seconds) starts a new one rather
+# than rushing to catch up.
+PACE_SLACK = 0.5
 MAX_RECORD_EVERY = 10_000
 KEEP_CHECKPOINTS = 2
 # Without record.checkpoint_every, a checkpoint is taken after this many seconds of training.
@@ -64,11 +69,13 @@ class TrainingLoop:
         self.record_every = self.fixed_every or 1
         self.checkpoint_every = config.record.checkpoint_every
         self.last_checkpoint = time.perf_counter()
-        self.last_record = 0
+        self.last_record = -1  # no frame yet: the start gets one
+        self.pace: float | None = None
+        self.set_pace(config.pace)
         self.step_time = 0.0  # moving average of seconds per step
         self.last_loss = math.nan
         self.last_metrics: dict[str, Any] = {}
-        self.paused = False
+        self.paused = config.start_paused
         self.pending_steps = 0
         self.run_fields: dict[str, Any] = {}
         self.checkpoints: list[str] = []
@@ -114,12 +121,14 @@ class TrainingLoop:
                 # Stopped or deleted while this worker was starting: leave it as it is.
                 return record.state if record is not None else "deleted"
             if resume:
-                self.committed_step = record.step
+                self.committed_step, self.paused = record.step, False
                 self._restore()
             else:
                 self.emit(self.trainer.start_events())
+            self._record()  # the frame before the first step (or the restored one)
             self.flush()
-            if not self.store.set_state(self.run_id, "running", only_from={"queued"}):
+            state = "paused" if self.paused else "running"
+            if not self.store.set_state(self.run_id, state, only_from={"queued"}):
                 record = self.store.get_run(self.run_id)
                 return record.state if record is not None else "deleted"
             self._train()
@@ -132,6 +141,7 @@ class TrainingLoop:
             return "finished"
         except Stopped as s:
             if s.state == "stopped":
+                self._record()  # the frame the run stopped at
                 self._checkpoint()
             self.set_state(s.state, message=s.message)
             return s.state
@@ -154,24 +164,37 @@ class TrainingLoop:
             return "failed"
 
     def _train(self) -> None:
+        """Steps until the end, at full speed or at the pace, switching as the pace changes."""
+        while self.trainer.step < self.trainer.total_steps:
+            if self.pace is None:
+                self._train_fast()
+            else:
+                self._train_paced()
+
+    def _train_fast(self) -> None:
         trainer, clock, wall, steps = self.trainer, time.perf_counter, time.time, self.buffer
         total, per_epoch, control = trainer.total_steps, trainer.steps_per_epoch, self.control
-        # The per-step work here is the step, its metrics tuple and two comparisons: on a
+        # The per-step work here is the step, its metrics tuple and three comparisons: on a
         # small net a step takes ~150 us, and everything the loop adds shows in the
         # throughput. Whatever is rarer (epoch ends, records, checkpoints, step acks,
         # commits) waits until the step reaches next_step or the clock next_time, both
         # recomputed by _between_steps; the command pipe is read every COMMAND_POLL.
-        next_poll, next_step, next_time = 0.0, 0, 0.0
+        # The step before a frame is watched, so the frame's health shows that one update.
+        next_poll, next_step, next_time, frame_at = 0.0, 0, 0.0, 0
         busy, busy_from = 0.0, trainer.step  # train_step seconds since busy_from
         loss = math.nan
         while trainer.step < total:
             t0 = clock()
             if t0 >= next_poll and control is not None:
                 self._commands()
+                if self.pace is not None:
+                    break  # paced from here on
                 t0 = clock()
                 # Paused with steps to make: poll again after each one.
                 next_poll = 0.0 if self.paused else t0 + COMMAND_POLL
                 next_step = 0  # a command may have changed what is due
+                frame_at = self._frame_at(trainer.step)
+            trainer.watch = trainer.step + 1 >= frame_at
             loss = trainer.train_step()
             t1 = clock()
             busy += t1 - t0
@@ -182,14 +205,70 @@ class TrainingLoop:
                 busy, busy_from = 0.0, step
                 self.last_loss = loss
                 next_step, next_time = self._between_steps(step, t1)
+                frame_at = self._frame_at(step)
         if not math.isnan(loss):  # the last step's, if the loop made any
             self.last_loss = loss
+
+    def _train_paced(self) -> None:
+        """Steps at `pace` a second, each with its frame (up to MAX_FRAMES_PER_SECOND),
+        committed at once; commands are answered while waiting. Steps asked for while paused
+        are not paced: `step n` shows its result at once."""
+        trainer, clock, pace, control = self.trainer, time.perf_counter, self.pace, self.control
+        assert pace is not None
+        start_t, start_step = clock(), trainer.step  # the schedule: step k at start + k / pace
+        while trainer.step < trainer.total_steps:
+            due = clock() if self.paused else start_t + (trainer.step - start_step) / pace
+            if control is None:
+                time.sleep(max(0.0, due - clock()))
+            elif (self.paused and not self.pending_steps) or control.poll(max(0.0, due - clock())):
+                self._commands()  # while paused without steps to make, waits for one
+                if self.pace != pace:
+                    return
+                start_t, start_step = clock(), trainer.step  # a new schedule from here
+                continue
+            trainer.watch = True  # every step may be a frame: each shows its own update
+            loss = trainer.train_step()
+            step = trainer.step
+            self.buffer.append((step, time.time(), step // trainer.steps_per_epoch, float(loss)))
+            self.last_loss, recorded = loss, self.last_record
+            self._between_steps(step, clock())
+            if self.last_record != recorded:
+                self.flush()  # the frame goes out now, not at the next flush interval
+                if self.on_progress is not None:
+                    self.on_progress(self)
+            if clock() - (start_t + (step - start_step) / pace) > PACE_SLACK:
+                start_t, start_step = clock(), step  # slower than the pace: no rush to catch up
+
+    def _frame_at(self, step: int) -> int:
+        """The next step after `step` whose frame is due on the cadence (or the last step)."""
+        at = min(self.last_record + self.record_every, self.trainer.total_steps)
+        if self._epoch_frames():
+            per_epoch = self.trainer.steps_per_epoch
+            at = min(at, (step // per_epoch + 1) * per_epoch)
+        if self.pending_steps:
+            at = min(at, step + self.pending_steps)
+        return at
+
+    def _epoch_frames(self) -> bool:
+        """Does each epoch's end get a frame? When epochs are at least as long as the frame
+        cadence: a small set's 13-step epochs would break the budget (or 60 frames/s)."""
+        return self.trainer.steps_per_epoch >= self.record_every
+
+    def set_pace(self, pace: float | None) -> None:
+        """Steps per second from now on (None: full speed); what is computed never changes."""
+        self.pace = None if pace is None else float(pace)
+        if self.pace is None:
+            self.record_every = self.fixed_every or 1  # the budget adapts it again
+        else:
+            self.record_every = max(1, math.ceil(self.pace / MAX_FRAMES_PER_SECOND))
 
     def _between_steps(self, step: int, t1: float) -> tuple[int, float]:
         """The rarer work due after `step`; returns when to come back (step, clock time)."""
         per_epoch, every = self.trainer.steps_per_epoch, self.checkpoint_every
         if step % per_epoch == 0:
             self._epoch_end()
+            if self._epoch_frames():
+                self._record()
         if step - self.last_record >= self.record_every:
             self._record()
         if every:
@@ -200,6 +279,7 @@ class TrainingLoop:
         if self.pending_steps:
             self.pending_steps -= 1
             if self.pending_steps == 0:
+                self._record()  # the frame of the step the run now waits at
                 self._ack(Control.STEP)
         if t1 - self.last_flush >= self.flush_interval:
             self.flush()
@@ -232,7 +312,7 @@ class TrainingLoop:
         self.emit([self.store.encode(e) for e in self.trainer.record_events()])
         cost = time.perf_counter() - t0
         self.last_record = self.trainer.step
-        if self.fixed_every is None and self.step_time > 0:
+        if self.fixed_every is None and self.pace is None and self.step_time > 0:
             k = math.ceil(cost / (RECORD_BUDGET * self.step_time))
             self.record_every = max(1, min(MAX_RECORD_EVERY, k))
 
@@ -273,7 +353,6 @@ class TrainingLoop:
         # and the history continues without a gap or a duplicate.
         while self.trainer.step < record.step:
             self.trainer.train_step()
-        self.last_record = record.step
 
     # -- commands -----------------------------------------------------------------
     def _commands(self) -> None:
@@ -300,6 +379,7 @@ class TrainingLoop:
         if name is Control.PAUSE:
             if not self.paused:
                 self.paused = True
+                self._record()  # the frame of the step the run waits at
                 self.set_state("paused")
             self._ack(name)
         elif name is Control.RESUME:
@@ -316,6 +396,9 @@ class TrainingLoop:
             self.pending_steps = min(n, remaining)
             if self.pending_steps == 0:
                 self._ack(name)
+        elif name is Control.PACE:
+            self.set_pace(command[1])
+            self._ack(name)
         elif name is Control.STOP:
             raise Stopped("stopped", "stopped by the user")
 

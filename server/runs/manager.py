@@ -19,7 +19,7 @@ from gradscope.server.runs.config import RunConfig, resolve_config
 from gradscope.server.runs.control import Control
 from gradscope.server.runs.worker import run_worker
 from gradscope.server.settings import Settings
-from gradscope.server.store import RunRecord, Store, StoreError, pid_alive
+from gradscope.server.store import FINAL_STATES, RunRecord, Store, StoreError, pid_alive
 
 log = logging.getLogger("gradscope.runs")
 _spawn = mp.get_context("spawn")
@@ -171,6 +171,17 @@ class RunManager:
         await self._command(run_id, Control.STEP, n)
         return self.get(run_id)
 
+    async def set_pace(self, run_id: str, pace: float | None) -> RunRecord:
+        """Change a run's pace (steps per second, None: full speed), live if it is training."""
+        run = self.get(run_id)
+        if run.state in FINAL_STATES:
+            raise RunConflict(f"cannot change the pace of a run that is {run.state}")
+        # The config holds the pace: a queued, interrupted or resumed run starts with it.
+        self.store.update_run(run_id, config={**run.config, "pace": pace})
+        if run_id in self.workers:
+            await self._command(run_id, Control.PACE, pace)
+        return self.get(run_id)
+
     async def stop(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
         if run_id in self.workers and run.state in ("running", "paused"):
@@ -201,13 +212,15 @@ class RunManager:
         self.store.delete_run(run_id)
 
     # -- internals ----------------------------------------------------------------
-    async def _command(self, run_id: str, control: Control, n: int = 0) -> None:
-        """Send a command (STEP with its n) and wait for the worker's answer (or its exit)."""
+    async def _command(self, run_id: str, control: Control, arg: Any = None) -> None:
+        """Send a command (STEP with its n, PACE with its pace) and wait for the worker's
+        answer (or its exit)."""
         w = self.workers.get(run_id)
         if w is None:
             raise RunConflict("the run has no live worker")
-        # The pipe carries plain values: (name,) or ("step", n).
-        message = (control.value, n) if control is Control.STEP else (control.value,)
+        # The pipe carries plain values: (name,), ("step", n) or ("pace", pace).
+        with_arg = control in (Control.STEP, Control.PACE)
+        message = (control.value, arg) if with_arg else (control.value,)
         async with w.lock:
             try:
                 w.conn.send(message)
@@ -216,7 +229,7 @@ class RunManager:
             timeout = self.settings.command_timeout
             if control is Control.STEP:
                 # Stepping takes as long as the steps do; allow for slow ones.
-                timeout *= max(1.0, n / 1000)
+                timeout *= max(1.0, arg / 1000)
             answer = await asyncio.to_thread(_wait_answer, w.conn, control, timeout)
             if answer is None and w.process.is_alive():
                 raise WorkerTimeout(f"the worker did not answer {control.value!r} in time")

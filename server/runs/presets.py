@@ -10,9 +10,18 @@ from typing import Any
 
 from gradscope.engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED
 
+# Steps a second of the small presets: each run lasts 20-60 s and every step is drawn (a
+# frame each, up to the loop's 60 a second). MNIST presets go as fast as the machine does.
+TOY_PACE = 30.0
+
 
 def _toy(
-    name: str, hidden: list[int], activation: str, steps: int, noise: float = 0.1
+    name: str,
+    hidden: list[int],
+    activation: str,
+    steps: int,
+    noise: float = 0.1,
+    pace: float = TOY_PACE,
 ) -> dict[str, Any]:
     return {
         "dataset": {"name": name, "n": 400, "noise": noise, "seed": 0, "test_n": 400},
@@ -21,6 +30,7 @@ def _toy(
         "optimizer": {"name": "adam", "lr": 0.01},
         "batch_size": 32,
         "steps": steps,
+        "pace": pace,
     }
 
 
@@ -43,6 +53,7 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
             "loss": "mse",
             "optimizer": {"name": "sgd", "lr": 0.1},
             "steps": 300,
+            "pace": 10.0,  # 30 s: the weights walk to 0.25 slowly enough to follow
         },
         True,
     ),
@@ -60,6 +71,7 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
             "optimizer": {"name": "sgd", "lr": 0.1},
             "steps": 100,
             "seed": TINY_SEED,
+            "pace": 4.0,  # 25 s: every Value's data and grad, step by step
         },
         True,
     ),
@@ -89,7 +101,14 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
         "Spiral",
         "Two interleaved spirals (less noise, or they overlap): a wider, deeper tanh "
         "network and more steps.",
-        _toy("spiral", [32, 32, 32], "tanh", 2000, noise=0.05),
+        _toy("spiral", [32, 32, 32], "tanh", 2000, noise=0.05, pace=50.0),
+        False,
+    ),
+    (
+        "gauss",
+        "Two blobs",
+        "Two gaussian clusters: the easiest boundary, a straight line found in seconds.",
+        _toy("gauss", [4], "tanh", 600, noise=0.5),
         False,
     ),
     (

@@ -11,11 +11,14 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from gradscope.engine.jsonsafe import json_safe
 from gradscope.server.errors import (
     Busy,
     Conflict,
@@ -109,3 +112,14 @@ def install(app: FastAPI) -> None:
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes the input, and a NaN or 1e400 in it made a 500; each
+        # error also names its field by the dotted path inside the body or query.
+        errors = json_safe(jsonable_encoder(exc.errors()))
+        for e in errors:
+            loc = [str(part) for part in e.get("loc", ())]
+            e.setdefault("field", ".".join(loc[1:] if len(loc) > 1 else loc))
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)

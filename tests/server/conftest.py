@@ -72,7 +72,11 @@ class Api:
         raise NotImplementedError
 
     def create(self, preset: str | None = None, **config: Any) -> dict[str, Any]:
+        """A run of the preset with config overrides, at full speed unless a pace is given
+        (the small presets are paced for watching: 20-60 s a run)."""
         body: dict[str, Any] = {"preset": preset}
+        if preset is not None:
+            config.setdefault("pace", None)
         if config:
             body["config"] = config
         r = self.request("POST", "/api/runs", json=body)

@@ -28,7 +28,8 @@ TENSOR_OPS = {"linear", "relu", "tanh", "sigmoid", "mse_loss", "cross_entropy", 
 
 
 def config(preset: str | None, overrides: dict | None = None) -> RunConfig:
-    return resolve_config(preset, overrides, **LIMITS)
+    # At full speed: the small presets are paced for watching (20-60 s a run).
+    return resolve_config(preset, {"pace": None, **(overrides or {})}, **LIMITS)
 
 
 def trainer(preset: str | None, overrides: dict | None = None, **kw: Any) -> Trainer:

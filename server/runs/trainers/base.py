@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gradscope.engine.health import update_ratio
 from gradscope.engine.inference import Layer, class1_probability, forward, loss_value, predict
 from gradscope.engine.jsonsafe import json_float, json_floats
 from gradscope.server.runs.config import RunConfig
@@ -29,6 +30,7 @@ from gradscope.server.runs.events import (
     GraphValuesData,
     HealthData,
     HistogramsData,
+    JsonFloat,
     MisclassifiedData,
     NewEvent,
     ParamStructure,
@@ -79,6 +81,11 @@ class Trainer:
         # Small data sets end an epoch every few steps: their confusion matrix waits for the
         # next snapshot (on the recording budget) instead of adding an event every epoch.
         self._confusion: ConfusionData | None = None
+        # Health's update ratio is that of one update, the last: the loop sets `watch`
+        # before a step whose frame it will record, and the weights are copied before it.
+        self.watch = False
+        self._before: dict[str, np.ndarray] | None = None
+        self._before_step = -1
 
     # -- the clock and the data order ----------------------------------------------------
 
@@ -110,6 +117,8 @@ class Trainer:
         if self.step % self.steps_per_epoch == 0:
             self._correct = self._seen = 0
         idx = self._batch()
+        if self.watch:
+            self._before, self._before_step = self._snapshot(), self.step
         loss, out = self._train_batch(idx)
         if self.data.y_train is not None:
             labels = self.data.y_train if idx is None else self.data.y_train[idx]
@@ -140,6 +149,18 @@ class Trainer:
     def _health(self) -> HealthData:
         raise NotImplementedError
 
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the weights by parameter group, before a watched update."""
+        raise NotImplementedError
+
+    def _update_ratios(self, now: dict[str, np.ndarray]) -> dict[str, JsonFloat | None]:
+        """||w - w_before|| / ||w_before|| of the last update per group; None (unknown) when
+        the last step was not watched: never a sum of updates since an earlier frame."""
+        before = self._before if self._before_step == self.step - 1 else None
+        if before is None:
+            return dict.fromkeys(now)
+        return {k: json_float(update_ratio(before[k], v)) for k, v in now.items()}
+
     def _graph(self) -> GraphData:
         raise NotImplementedError
 
@@ -152,6 +173,7 @@ class Trainer:
         self._correct = int(meta.get("train_correct", 0))
         self._seen = int(meta.get("train_seen", 0))
         self._ended_epoch = False
+        self._before, self._before_step = None, -1
 
     def _meta(self) -> dict[str, int]:
         return {

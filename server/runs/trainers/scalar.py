@@ -22,7 +22,7 @@ import numpy as np
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.checkpoint import CheckpointError
 from gradscope.engine.graph import MODEL_GROUP, to_dict, to_dot
-from gradscope.engine.health import grad_norm, update_ratio
+from gradscope.engine.health import grad_norm
 from gradscope.engine.inference import Layer
 from gradscope.engine.jsonsafe import json_float
 from gradscope.engine.nn import _atomic_write
@@ -94,7 +94,6 @@ class ScalarTrainer(Trainer):
         self._ts: list[float] = data.t_train.reshape(len(data.x_train), -1)[:, 0].tolist()
         self._last_loss: Value | None = None
         self._scope: str | None = None
-        self._before = self._snapshot()
 
     def _place(self, neuron: Neuron, layer: int, unit: int, group: str) -> None:
         """Record where a neuron's parameters sit: structure by label, graph group by node."""
@@ -171,13 +170,12 @@ class ScalarTrainer(Trainer):
         return {k: np.array([v.data for v in vs]) for k, vs in self._groups.items()}
 
     def _health(self) -> HealthData:
-        """Per parameter group: gradient norm, and the update over the interval / weight norm."""
-        grad, ratio = {}, {}
-        now = self._snapshot()
-        for k, vs in self._groups.items():
-            grad[k] = json_float(grad_norm(np.array([v.grad for v in vs])))
-            ratio[k] = json_float(update_ratio(self._before[k], now[k]))
-        self._before = now
+        """Per parameter group: gradient norm, and the last update / weight norm."""
+        grad = {
+            k: json_float(grad_norm(np.array([v.grad for v in vs])))
+            for k, vs in self._groups.items()
+        }
+        ratio = self._update_ratios(self._snapshot())
         return HealthData(grad_norm=grad, update_ratio=ratio, dead_relu={})
 
     # -- the graph ------------------------------------------------------------------------
@@ -267,7 +265,6 @@ class ScalarTrainer(Trainer):
             p.data = v
         self._restore_position(meta["step"], meta)
         self._last_loss = None
-        self._before = self._snapshot()
 
 
 def _first_bad(root: Value, attr: str) -> str | None:

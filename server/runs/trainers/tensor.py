@@ -76,7 +76,6 @@ class TensorTrainer(Trainer):
         # The last step's loss, holding its graph (and the ReLU outputs health reads) until
         # the next step starts; released first thing there, so memory is reused.
         self._last_loss: Tensor | None = None
-        self._before = health.snapshot(self.model)
 
     def _arrays(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         d = self.data
@@ -154,14 +153,15 @@ class TensorTrainer(Trainer):
     def _health(self) -> HealthData:
         self._graph_root()  # dead-ReLU shares need a live forward pass
         safe = {n: json_float(v) for n, v in health.grad_norms(self.model).items()}
-        ratios = health.update_ratios(self.model, self._before)
         dead = health.dead_relu_fractions(self.model)
-        self._before = health.snapshot(self.model)
         return HealthData(
             grad_norm=safe,
-            update_ratio={n: json_float(v) for n, v in ratios.items()},
+            update_ratio=self._update_ratios(self._params()),
             dead_relu={n: json_float(v) for n, v in dead.items()},
         )
+
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        return health.snapshot(self.model)
 
     def save_checkpoint(self, path: Path) -> None:
         """Model + optimizer state + the clock, in one .npz (engine.checkpoint)."""
@@ -173,4 +173,3 @@ class TensorTrainer(Trainer):
             raise checkpoint.CheckpointError(f"{path} does not say which step it was taken at")
         self._restore_position(meta["step"], meta)
         self._last_loss = None
-        self._before = health.snapshot(self.model)

@@ -71,6 +71,17 @@ class StepRequest(BaseModel):
     n: int = Field(1, ge=1, le=1_000_000, description="how many steps")
 
 
+class RunPatch(BaseModel):
+    """Change a run while it runs: for now its pace."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    pace: float | None = Field(
+        gt=0,
+        le=1_000_000,
+        description="steps per second; null: as fast as the machine goes",
+    )
+
+
 class Preset(BaseModel):
     name: str
     title: str

@@ -25,6 +25,7 @@ from gradscope.server.web.api.models import (
     Run,
     RunCreate,
     RunList,
+    RunPatch,
     Snapshot,
     SnapshotKind,
     StepRequest,
@@ -93,6 +94,15 @@ def list_runs(store: StoreDep) -> RunList:
 @router.get("/{run_id}", response_model=Run, responses=ERRORS)
 def get_run(run: RunDep) -> Run:
     return _run(run)
+
+
+@router.patch("/{run_id}", response_model=Run, responses=BODY_ERRORS)
+async def patch_run(run: RunDep, body: RunPatch, manager: ManagerDep) -> Run:
+    """Change a run that has not ended: its pace (steps per second; null: full speed), live.
+
+    The run computes exactly what it would at any pace; 409 once it has ended.
+    """
+    return _run(await manager.set_pace(run.id, body.pace))
 
 
 @router.post("/{run_id}/pause", response_model=Run, responses=ERRORS)
