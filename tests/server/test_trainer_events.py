@@ -32,6 +32,7 @@ from .test_training import check_events, trainer
 def test_events_follow_the_schema(preset: str, overrides: dict | None) -> None:
     tr = trainer(preset, overrides)
     check_events(tr.start_events(), 0)
+    tr.watch = True  # as the loop does before a step whose frame it records
     epoch_ended = False
     for _ in range(3):
         tr.train_step()
@@ -83,16 +84,22 @@ def test_histograms_keep_their_edges_and_sample() -> None:
         assert b["norm"] == pytest.approx(float(np.linalg.norm(p.data)), rel=1e-4)
 
 
-def test_update_ratio_spans_the_interval_between_records() -> None:
+def test_update_ratio_is_that_of_the_last_update_when_it_was_watched() -> None:
     tr = trainer("moons")
     tr.train_step()
-    tr.record_events()
-    again = tr.record_events()[1]["data"]  # no step in between: nothing moved
-    assert all(v == 0 for v in again["update_ratio"].values())
-    for _ in range(5):
-        tr.train_step()
+    unknown = tr.record_events()[1]["data"]["update_ratio"]
+    assert set(unknown.values()) == {None}  # the update was not watched: unknown, not a guess
+    tr.watch = True
+    before = {n: p.data.copy() for n, p in tr.model.named_parameters()}
+    tr.train_step()
     health = tr.record_events()[1]["data"]
-    assert all(v > 0 for v in health["update_ratio"].values())
+    for n, p in tr.model.named_parameters():
+        expect = np.linalg.norm(p.data - before[n]) / np.linalg.norm(before[n])
+        assert health["update_ratio"][n] == pytest.approx(expect, rel=1e-6)
+    assert tr.record_events()[1]["data"]["update_ratio"] == health["update_ratio"]  # no step
+    tr.watch = False
+    tr.train_step()  # the watched update is no longer the last one
+    assert set(tr.record_events()[1]["data"]["update_ratio"].values()) == {None}
     assert set(health["dead_relu"]) == {"1", "3"}  # the two ReLU modules
     assert all(0 <= v <= 1 for v in health["dead_relu"].values())
 
