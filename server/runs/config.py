@@ -14,7 +14,14 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from gradscope.engine.examples import TINY_XS
 from gradscope.server.errors import Invalid
@@ -34,6 +41,18 @@ class ConfigError(Invalid, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+def plain_text(value: str) -> str:
+    """A text SQLite and JSON can hold: no lone surrogates (which UTF-8 cannot encode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(plain_text)]
 
 
 class _Model(BaseModel):
@@ -150,7 +169,7 @@ class RecordConfig(_Model):
 class RunConfig(_Model):
     """Everything a training run needs, JSON-shaped."""
 
-    name: str | None = Field(None, max_length=200, description="display name of the run")
+    name: Text | None = Field(None, max_length=200, description="display name of the run")
     dataset: DatasetConfig = Field(description="the data")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
     engine: Literal["scalar", "tensor"] = Field(

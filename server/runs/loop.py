@@ -359,10 +359,8 @@ class TrainingLoop:
         """Handle waiting commands; while paused, block until one arrives."""
         assert self.control is not None
         while True:
-            if not self.paused and not self.control.poll():
-                return
-            if self.paused and self.pending_steps:
-                return
+            if (not self.paused or self.pending_steps) and not self.control.poll():
+                return  # nothing waiting, and nothing to wait for (or steps to make)
             try:
                 if self.paused:
                     self.flush()

@@ -68,6 +68,9 @@ class RunManager:
         self.queue: deque[tuple[str, bool]] = deque()
         self._supervisor: asyncio.Task[None] | None = None
         self._unrecorded: list[Worker] = []  # exited workers whose end is not yet stored
+        # One scheduling round at a time: a round awaits each worker's start, and a second
+        # round meanwhile would see the slot still free (5 parallel creates, 5 workers).
+        self._scheduling = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -184,11 +187,16 @@ class RunManager:
 
     async def stop(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
-        if run_id in self.workers and run.state in ("running", "paused"):
-            await self._command(run_id, Control.STOP)
-            w = self.workers.get(run_id)
-            if w is not None:
-                await asyncio.to_thread(w.process.join, self.settings.command_timeout)
+        w = self.workers.get(run_id)
+        if w is not None and run.state in ("running", "paused"):
+            if w.lock.locked():
+                # Another command (a long `step n`) holds the pipe's answer: send the stop
+                # beside it (the worker reads commands between steps) and wait for the exit.
+                with contextlib.suppress(OSError):
+                    w.conn.send((Control.STOP.value,))
+            else:
+                await self._command(run_id, Control.STOP)
+            await asyncio.to_thread(w.process.join, self.settings.command_timeout)
         elif run.state in ("queued", "interrupted", "crashed"):
             self.queue = deque(q for q in self.queue if q[0] != run_id)
             if not self.store.set_state(
@@ -235,7 +243,11 @@ class RunManager:
                 raise WorkerTimeout(f"the worker did not answer {control.value!r} in time")
 
     async def _schedule(self) -> None:
-        """Start queued runs while there are free worker slots."""
+        """Start queued runs while there are free worker slots (GRADSCOPE_MAX_CONCURRENT)."""
+        async with self._scheduling:
+            await self._start_queued()
+
+    async def _start_queued(self) -> None:
         while self.queue and len(self.workers) < self.settings.max_concurrent:
             run_id, resume = self.queue.popleft()
             run = self.store.get_run(run_id)

@@ -108,7 +108,7 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
         "gauss",
         "Two blobs",
         "Two gaussian clusters: the easiest boundary, a straight line found in seconds.",
-        _toy("gauss", [4], "tanh", 600, noise=0.5),
+        _toy("gauss", [4], "tanh", 600, noise=0.2),
         False,
     ),
     (

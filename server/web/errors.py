@@ -7,6 +7,7 @@ which status each type is. The API answers `{"detail": ...}`; a page (/runs/{id}
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -82,12 +83,22 @@ def error_page(request: Request, status: int, message: str) -> Response:
     return pages.templates.TemplateResponse(request, "error.html", context, status_code=status)
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that any input can go into: non-finite floats become strings and every
+    non-ASCII character an escape, so a lone surrogate echoed back is never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     """A domain error (or the store's failure) as its mapped status."""
     status, detail = status_of(exc), detail_of(exc)
     if is_page(request):
         return error_page(request, status, str(detail))
-    return JSONResponse({"detail": detail}, status_code=status)
+    return SafeJSONResponse({"detail": detail}, status_code=status)
 
 
 def install(app: FastAPI) -> None:
@@ -116,10 +127,10 @@ def install(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's own answer echoes the input, and a NaN or 1e400 in it made a 500; each
         # error also names its field by the dotted path inside the body or query.
-        errors = json_safe(jsonable_encoder(exc.errors()))
+        errors = jsonable_encoder(exc.errors())
         for e in errors:
             loc = [str(part) for part in e.get("loc", ())]
             e.setdefault("field", ".".join(loc[1:] if len(loc) > 1 else loc))
-        return JSONResponse({"detail": errors}, status_code=422)
+        return SafeJSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -43,6 +43,7 @@ def test_presets_validate_and_serialise() -> None:
         "circle",
         "xor",
         "spiral",
+        "gauss",
         "mnist-mlp",
         "mnist-98",
     ]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradscope.server.runs.config import RunConfig
+from gradscope.server.runs.config import RunConfig, Text
 
 SnapshotKind = Literal[
     "weights",
@@ -30,7 +30,7 @@ class RunCreate(BaseModel):
     config: dict[str, Any] | None = Field(
         None, description="config fields; with a preset, overrides merged into its config"
     )
-    name: str | None = Field(None, description="a name to show in the run list", max_length=200)
+    name: Text | None = Field(None, description="a name to show in the run list", max_length=200)
 
 
 class Run(BaseModel):

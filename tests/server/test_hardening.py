@@ -1,0 +1,124 @@
+"""Hardening (issue 22): the concurrency limit under parallel creates, a long `step n` that
+a stop ends at once, and invalid input that JSON cannot carry answered with a 422."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import InProcess, Server
+
+
+def spawned_workers(pid: int) -> int:
+    """Live worker processes (multiprocessing spawn children) of the server `pid`."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] not in "ZX" and b"spawn_main" in cmdline:
+            count += 1
+    return count
+
+
+@pytest.fixture
+def one_at_a_time(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
+    env = {
+        "GRADSCOPE_MNIST_DIR": str(real_mnist),
+        "GRADSCOPE_MAX_CONCURRENT": "1",
+        "GRADSCOPE_MAX_RUNS_PER_MINUTE": "100",
+    }
+    s = Server(tmp_path / "data", env).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_parallel_creates_never_train_more_runs_than_the_limit(one_at_a_time: Server) -> None:
+    s = one_at_a_time
+    assert s.proc is not None
+    body = {"preset": "moons", "config": {"steps": 400_000, "pace": None}}
+    seen: list[tuple[int, int]] = []  # (runs training, worker processes) per sample
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            runs = s.request("GET", "/api/runs").json()["runs"]
+            active = sum(r["state"] in ("running", "paused") for r in runs)
+            seen.append((active, spawned_workers(s.proc.pid)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: s.request("POST", "/api/runs", json=body), range(20)))
+        assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+        time.sleep(1.5)  # long enough for any extra worker to have started
+    finally:
+        done.set()
+        sampler.join(10)
+    assert len(seen) > 20 and max(w for _, w in seen) == 1, seen
+    assert max(a for a, _ in seen) == 1
+    states = [r["state"] for r in s.request("GET", "/api/runs").json()["runs"]]
+    assert states.count("running") == 1 and states.count("queued") == 19
+    for r in s.request("GET", "/api/runs").json()["runs"]:
+        s.request("DELETE", f"/api/runs/{r['id']}")
+
+
+def test_a_stop_ends_a_long_step_n_at_once(module_server: Server) -> None:
+    s = module_server
+    rid = s.create("moons", steps=1_000_000)["id"]
+    s.wait_for(rid, lambda r: r["state"] == "running")
+    s.request("POST", f"/api/runs/{rid}/pause")
+    stepping = ThreadPoolExecutor(1).submit(
+        s.request, "POST", f"/api/runs/{rid}/step", json={"n": 100_000}, timeout=300
+    )
+    s.wait_for(rid, lambda r: r["step"] > 0, timeout=10)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    stopped = s.request("POST", f"/api/runs/{rid}/stop", timeout=60)
+    waited = time.monotonic() - t0
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped", stopped.text
+    # 100,000 moons steps take 15 s or more here; the stop did not wait for them.
+    assert stopped.json()["step"] < 60_000 and waited < 10, (stopped.json(), waited)
+    assert stepping.result(timeout=60).status_code == 200
+    # The same for a delete.
+    rid = s.create("moons", steps=1_000_000)["id"]
+    s.wait_for(rid, lambda r: r["state"] == "running")
+    s.request("POST", f"/api/runs/{rid}/pause")
+    stepping = ThreadPoolExecutor(1).submit(
+        s.request, "POST", f"/api/runs/{rid}/step", json={"n": 100_000}, timeout=300
+    )
+    s.wait_for(rid, lambda r: r["step"] > 0, timeout=10)
+    assert s.request("DELETE", f"/api/runs/{rid}", timeout=60).status_code == 204
+    assert s.request("GET", f"/api/runs/{rid}").status_code == 404
+    stepping.result(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"preset": "moons", "config": {"optimizer": {"lr": NaN}}}',
+        b'{"preset": "moons", "name": Infinity}',
+        b'{"preset": -Infinity}',
+        b'{"preset": "moons", "config": {"steps": 1e400}}',
+        b'{"preset": "moons", "name": "\\ud800"}',
+        b'{"preset": "moons", "name": ["\\udfff", NaN]}',
+    ],
+)
+def test_input_json_cannot_carry_gets_a_422_not_a_500(app: InProcess, raw: bytes) -> None:
+    r = app.request("POST", "/api/runs", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]
