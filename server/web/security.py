@@ -163,6 +163,10 @@ class SecurityMiddleware:
         path: str = scope.get("path", "")
         if scope["type"] == "http":
             send = self._with_headers(send, host, path)
+        if sum(name == b"host" for name, _ in scope.get("headers", ())) > 1:
+            # Two Host headers: the allow-list would judge one while a proxy used the other.
+            await _deny(scope, receive, send, 400, "a request must carry one Host header")
+            return
         if not self.hosts.allows(host):
             await _deny(
                 scope,

@@ -4,6 +4,7 @@ a stop ends at once, and invalid input that JSON cannot carry answered with a 42
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -122,3 +123,31 @@ def test_input_json_cannot_carry_gets_a_422_not_a_500(app: InProcess, raw: bytes
     r = app.request("POST", "/api/runs", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["detail"]
+
+
+def test_two_host_headers_are_a_400(module_server: Server) -> None:
+    for second in (b"evil.example", b"127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", module_server.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: "
+                + second
+                + b"\r\nConnection: close\r\n\r\n"
+            )
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"one Host header" in answer
+    assert module_server.request("GET", "/api/runs").status_code == 200
+
+
+def test_the_schema_lists_the_worker_timeout_of_every_command(app: InProcess) -> None:
+    paths = app.request("GET", "/openapi.json").json()["paths"]
+    commands = [("post", f"/api/runs/{{run_id}}/{c}") for c in ("pause", "resume", "stop", "step")]
+    for method, path in [
+        *commands,
+        ("patch", "/api/runs/{run_id}"),
+        ("delete", "/api/runs/{run_id}"),
+    ]:
+        assert "504" in paths[path][method]["responses"], (method, path)
+    assert "504" not in paths["/api/runs/{run_id}"]["get"]["responses"]

@@ -43,6 +43,9 @@ EXPORT_CONTENT = {
 # A body FastAPI cannot read (not UTF-8) is 400; one over GRADSCOPE_MAX_BODY_BYTES is 413
 # before it reaches a route (server/limits.py).
 BODY_ERRORS = {**ERRORS, 400: {"model": Problem}, 413: {"model": Problem}}
+# A command the run's worker must answer: 504 when it does not in GRADSCOPE_COMMAND_TIMEOUT.
+TIMEOUT = {504: {"model": Problem, "description": "the run's worker did not answer in time"}}
+COMMAND_ERRORS = {**ERRORS, **TIMEOUT}
 CREATE_ERRORS = {
     **BODY_ERRORS,
     429: {
@@ -96,7 +99,7 @@ def get_run(run: RunDep) -> Run:
     return _run(run)
 
 
-@router.patch("/{run_id}", response_model=Run, responses=BODY_ERRORS)
+@router.patch("/{run_id}", response_model=Run, responses={**BODY_ERRORS, **TIMEOUT})
 async def patch_run(run: RunDep, body: RunPatch, manager: ManagerDep) -> Run:
     """Change a run that has not ended: its pace (steps per second; null: full speed), live.
 
@@ -105,25 +108,25 @@ async def patch_run(run: RunDep, body: RunPatch, manager: ManagerDep) -> Run:
     return _run(await manager.set_pace(run.id, body.pace))
 
 
-@router.post("/{run_id}/pause", response_model=Run, responses=ERRORS)
+@router.post("/{run_id}/pause", response_model=Run, responses=COMMAND_ERRORS)
 async def pause_run(run: RunDep, manager: ManagerDep) -> Run:
     """Pause a running run after its current step."""
     return _run(await manager.pause(run.id))
 
 
-@router.post("/{run_id}/resume", response_model=Run, responses=ERRORS)
+@router.post("/{run_id}/resume", response_model=Run, responses=COMMAND_ERRORS)
 async def resume_run(run: RunDep, manager: ManagerDep) -> Run:
     """Resume a paused run, or continue an interrupted/crashed one from its last checkpoint."""
     return _run(await manager.resume(run.id))
 
 
-@router.post("/{run_id}/stop", response_model=Run, responses=ERRORS)
+@router.post("/{run_id}/stop", response_model=Run, responses=COMMAND_ERRORS)
 async def stop_run(run: RunDep, manager: ManagerDep) -> Run:
     """Stop a run for good (a final checkpoint is written)."""
     return _run(await manager.stop(run.id))
 
 
-@router.post("/{run_id}/step", response_model=Run, responses=BODY_ERRORS)
+@router.post("/{run_id}/step", response_model=Run, responses={**BODY_ERRORS, **TIMEOUT})
 async def step_run(
     run: RunDep, manager: ManagerDep, settings: SettingsDep, body: StepRequest | None = None
 ) -> Run:
@@ -137,7 +140,7 @@ async def step_run(
     return _run(await manager.step(run.id, n))
 
 
-@router.delete("/{run_id}", status_code=204, responses=ERRORS)
+@router.delete("/{run_id}", status_code=204, responses=COMMAND_ERRORS)
 async def delete_run(run: RunDep, manager: ManagerDep) -> Response:
     """Delete a run and its history (an active run is stopped first)."""
     await manager.delete(run.id)
