@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_parameters: Limit = 5_000_000
     max_steps: Limit = 1_000_000
     max_step_request: Limit = 100_000
+    # A run's estimated memory (parameters, activations at its batch size, data, test pass).
+    max_run_memory_mb: Limit = 2048
     # Each websocket client's own queue, in event batches; when full it replays from the store.
     ws_queue_batches: int = 64
     ws_max_message_bytes: Limit = 64 * 1024

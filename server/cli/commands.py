@@ -175,6 +175,7 @@ def train(args: argparse.Namespace) -> int:
             parse_overrides(args.sets),
             max_parameters=settings.max_parameters,
             max_steps=settings.max_steps,
+            max_memory_mb=settings.max_run_memory_mb,
         )
     except ConfigError as e:
         print(f"gradscope train: {e}", file=sys.stderr)

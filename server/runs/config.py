@@ -235,6 +235,22 @@ class RunConfig(_Model):
         sizes = self.layer_sizes()
         return sum(a * b + (b if self.model.bias else 0) for a, b in itertools.pairwise(sizes))
 
+    def memory(self) -> tuple[int, int]:
+        """(bytes a run needs, of which activations), estimated from its sizes alone.
+
+        Parameters six times over (grads, two optimizer buffers, scratch, a snapshot);
+        four arrays per unit per sample of a batch (outputs, grads, pre-activations,
+        masks); the data set; the test pass in float64 (outputs and their activations).
+        """
+        item = 4 if self.dataset.name == "mnist" else 8
+        width, n = sum(self.layer_sizes()), self.dataset.train_size()
+        test_n = MNIST_TEST if self.dataset.name == "mnist" else self.dataset.test_n
+        batch = min(self.batch_size or n, n)
+        activations = item * 4 * batch * width
+        data = item * (n + test_n) * (self.dataset.input_size() + self.output_size())
+        other = item * 6 * self.num_parameters() + data + 8 * 2 * test_n * width
+        return activations + other, activations
+
 
 def _cross_check(c: RunConfig) -> None:
     """The checks that span fields; each names the field to change."""
@@ -337,7 +353,12 @@ def deep_merge(base: dict, overrides: dict) -> dict:
 
 
 def resolve_config(
-    preset: str | None, overrides: dict | None, *, max_parameters: int, max_steps: int
+    preset: str | None,
+    overrides: dict | None,
+    *,
+    max_parameters: int,
+    max_steps: int,
+    max_memory_mb: int | None = None,
 ) -> RunConfig:
     """The preset's config (or none) with overrides merged in, validated against the limits."""
     if overrides is not None and not isinstance(overrides, dict):
@@ -357,6 +378,8 @@ def resolve_config(
             f"{n:,} parameters is more than this server's limit of {max_parameters:,}"
             " (GRADSCOPE_MAX_PARAMETERS)",
         )
+    if max_memory_mb is not None:
+        _check_memory(config, max_memory_mb)
     if config.total_steps() > max_steps:
         field = "steps" if config.steps is not None else "epochs"
         raise ConfigError(
@@ -365,6 +388,22 @@ def resolve_config(
             " (GRADSCOPE_MAX_STEPS)",
         )
     return config
+
+
+def _check_memory(config: RunConfig, max_mb: int) -> None:
+    """Refuse a run whose estimated memory is over the limit, naming what to shrink."""
+    need, activations = config.memory()
+    if need <= max_mb * 2**20:
+        return
+    field = "batch_size" if 2 * activations > need else "model.hidden"
+    hint = "a smaller batch_size" if field == "batch_size" else "fewer or narrower layers"
+    raise ConfigError(
+        field,
+        f"this run needs about {need / 2**20:,.0f} MB of memory (activations of "
+        f"{min(config.batch_size or 10**12, config.dataset.train_size()):,} samples at a time "
+        f"take {activations / 2**20:,.0f} MB), more than this server's limit of {max_mb:,} MB "
+        f"(GRADSCOPE_MAX_RUN_MEMORY_MB): use {hint}",
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict:

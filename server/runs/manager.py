@@ -110,6 +110,7 @@ class RunManager:
             overrides,
             max_parameters=self.settings.max_parameters,
             max_steps=self.settings.max_steps,
+            max_memory_mb=self.settings.max_run_memory_mb,
         )
 
     async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:

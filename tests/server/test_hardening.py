@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gradscope.server.runs.config import resolve_config
 from tests.server.conftest import InProcess, Server
 
 
@@ -151,3 +154,42 @@ def test_the_schema_lists_the_worker_timeout_of_every_command(app: InProcess) ->
     ]:
         assert "504" in paths[path][method]["responses"], (method, path)
     assert "504" not in paths["/api/runs/{run_id}"]["get"]["responses"]
+
+
+def test_a_run_whose_activations_overflow_memory_is_refused(app: InProcess) -> None:
+    # 4.3 M parameters, under GRADSCOPE_MAX_PARAMETERS, but a full batch of 60,000.
+    config = {"model": {"hidden": [512] * 16}, "batch_size": None}
+    r = app.request("POST", "/api/runs", json={"preset": "mnist-mlp", "config": config})
+    assert r.status_code == 422, r.text
+    (d,) = r.json()["detail"]
+    assert d["field"] == "batch_size" and "GRADSCOPE_MAX_RUN_MEMORY_MB" in d["msg"], d
+    assert "60,000 samples" in d["msg"]
+    config["batch_size"] = 64  # the same model in batches fits the default limits
+    limits = {"max_parameters": 5_000_000, "max_steps": 10**6, "max_memory_mb": 2048}
+    assert resolve_config("mnist-mlp", config, **limits).memory()[0] < 2048 * 2**20
+
+
+MEASURE = """
+import resource
+from pathlib import Path
+from gradscope.server.runs.config import resolve_config
+from gradscope.server.runs.trainers import build_trainer
+c = resolve_config("mnist-mlp", {"model": {"hidden": [512] * 4}, "batch_size": 4096,
+    "dataset": {"mnist_train_limit": 20000}}, max_parameters=10**8, max_steps=10**8)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tr = build_trainer(c, Path(MNIST))
+for _ in range(3):
+    tr.train_step()
+tr.evaluate()
+tr.record_events()
+print(c.memory()[0], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+"""
+
+
+def test_the_memory_estimate_covers_what_a_run_really_takes(real_mnist: Path) -> None:
+    code = MEASURE.replace("MNIST", repr(str(real_mnist)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    estimate, measured = map(int, out.stdout.split())
+    assert measured <= estimate <= 3 * measured, (estimate, measured)
