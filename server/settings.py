@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_step_request: Limit = 100_000
     # A run's estimated memory (parameters, activations at its batch size, data, test pass).
     max_run_memory_mb: Limit = 2048
+    # /api/predict: an image's decoded pixels (width x height x bytes per pixel), and how many
+    # predictions run at once (more wait, up to 16 times as many; beyond that a 429).
+    max_decode_mb: Limit = 32
+    max_predictions: Limit = 4
     # Each websocket client's own queue, in event batches; when full it replays from the store.
     ws_queue_batches: int = 64
     ws_max_message_bytes: Limit = 64 * 1024

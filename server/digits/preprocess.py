@@ -36,6 +36,9 @@ BOX = 20  # the longer side of the digit inside it
 CENTRE = 14.0  # where MNIST's centre of mass sits (row, column), measured on the training set
 MAX_BYTES = 1024 * 1024  # an upload larger than this is refused (413)
 MAX_PIXELS = 4096 * 4096  # width * height refused above this (a decompression bomb)
+# Decoding takes pixels x bytes per pixel (and a few copies of that): refused above this
+# before decoding, e.g. a 130 KB PNG of 4096x4096 16-bit RGBA (128 MB). GRADSCOPE_MAX_DECODE_MB.
+MAX_DECODE_BYTES = 32 * 2**20
 WORK_SIDE = 1024  # larger images are shrunk to this longer side before the numpy work
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 BLANK_PEAK = 0.1  # ink (against the background, 0..1) weaker than this everywhere: blank
@@ -57,7 +60,15 @@ class DigitTooLarge(DigitError, TooLarge):
     """An upload over MAX_BYTES, or an image over MAX_PIXELS."""
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_cost(img: Image.Image) -> int:
+    """Bytes of the decoded pixels, from the header alone: bands x bytes per sample."""
+    bits = 16 if any(";16" in str(t[3]) for t in getattr(img, "tile", ())) else 8
+    if img.mode in ("I", "F", "I;16", "I;16B", "I;16L"):
+        bits = 32 if img.mode in ("I", "F") else 16
+    return img.width * img.height * len(img.getbands()) * max(1, bits // 8)
+
+
+def decode_image(data: bytes, max_decode: int = MAX_DECODE_BYTES) -> np.ndarray:
     """A PNG or JPEG as a float32 grayscale array in [0, 1] (transparency over white)."""
     if len(data) > MAX_BYTES:
         raise DigitTooLarge(f"the image is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
@@ -76,6 +87,13 @@ def decode_image(data: bytes) -> np.ndarray:
                 raise InvalidDigit("the image has no pixels")
             if max(img.size) > WORK_SIDE:
                 img.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced scale
+            cost = decode_cost(img)
+            if cost > max_decode:
+                raise DigitTooLarge(
+                    f"decoding this {img.width}x{img.height} {img.mode} image would take "
+                    f"{cost / 2**20:,.0f} MB; at most {max_decode / 2**20:,.0f} MB are allowed "
+                    "(GRADSCOPE_MAX_DECODE_MB): send a smaller image"
+                )
             img.load()
             if img.format != "PNG":
                 img = ImageOps.exif_transpose(img)  # a phone photo's rotation

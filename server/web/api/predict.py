@@ -9,30 +9,34 @@ parsed with the standard library's email parser (no extra dependency). The work 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from email.errors import MessageError
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.digits.models import ModelCache
 from gradscope.server.errors import Unsupported
+from gradscope.server.settings import Settings
 from gradscope.server.store import Store
-from gradscope.server.web.api.deps import StoreDep
+from gradscope.server.web.api.deps import SettingsDep, StoreDep
 from gradscope.server.web.api.models import Problem
 
 router = APIRouter(prefix="/api", tags=["predict"])
 MULTIPART_SLACK = 16 * 1024  # boundaries and part headers around a 1 MB file
 IMAGE_TYPES = set(digits.FORMATS.values())
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (404, 409, 413, 415, 422, 503)
+    code: {"model": Problem} for code in (404, 409, 413, 415, 422, 429, 503)
 }
 MODEL_QUERY = Query(
     max_length=64, description="'bundled' (the default) or the id of a finished MNIST run"
@@ -114,6 +118,40 @@ REQUEST_BODY = {
 }
 
 
+class Predictions:
+    """At most `limit` predictions at once (each may decode a large image); up to 16 times
+    as many wait their turn (holding at most 1 MB each), and more get a 429 with Retry-After."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.slots, self.waiting = limit, asyncio.Semaphore(limit), 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self.waiting >= 16 * self.limit:
+            raise HTTPException(
+                429,
+                f"{self.waiting} predictions are already waiting for {self.limit} slots "
+                "(GRADSCOPE_MAX_PREDICTIONS); try again in a second",
+                headers={"Retry-After": "1"},
+            )
+        self.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+
+def _turns(request: Request, settings: Settings) -> Predictions:
+    state = request.app.state
+    if getattr(state, "predictions", None) is None:
+        state.predictions = Predictions(settings.max_predictions)
+    return state.predictions
+
+
 def _cache(request: Request) -> ModelCache:
     state = request.app.state
     if getattr(state, "digit_models", None) is None:
@@ -181,13 +219,18 @@ def _pixels_request(body: bytes) -> PixelsRequest:
 
 
 def _predict(
-    cache: ModelCache, store: Store, model_id: str | None, image: bytes | None, req: Any
+    cache: ModelCache,
+    store: Store,
+    model_id: str | None,
+    image: bytes | None,
+    req: Any,
+    max_decode: int,
 ) -> tuple[Prediction, float, float]:
     """(the prediction, preprocessing ms, forward ms); a DigitError or ModelError otherwise."""
     model = cache.get(store, model_id)
     t0 = time.perf_counter()
     if image is not None:
-        digit = digits.preprocess(digits.decode_image(image))
+        digit = digits.preprocess(digits.decode_image(image, max_decode))
     else:
         array = digits.pixels_array(req.pixels)
         if req.preprocess:
@@ -218,6 +261,7 @@ async def predict(
     request: Request,
     response: Response,
     store: StoreDep,
+    settings: SettingsDep,
     model: Annotated[str | None, MODEL_QUERY] = None,
 ) -> Prediction:
     """Classify a drawn digit: a PNG/JPEG (multipart `file` or raw body) or JSON pixels.
@@ -232,26 +276,29 @@ async def predict(
     kind = content_type.split(";")[0].strip().lower()
     image: bytes | None = None
     req: PixelsRequest | None = None
-    if kind == "multipart/form-data":
-        image, field_model = _multipart(
-            content_type, await _body(request, digits.MAX_BYTES + MULTIPART_SLACK)
+    async with _turns(request, settings).turn():
+        # Parsing runs in the thread pool too: a 1 MB body of empty parts took the email
+        # parser 19 s, and on the event loop every other request waited for it.
+        if kind == "multipart/form-data":
+            body = await _body(request, digits.MAX_BYTES + MULTIPART_SLACK)
+            image, field_model = await run_in_threadpool(_multipart, content_type, body)
+            if len(image) > digits.MAX_BYTES:
+                raise _too_large(len(image))
+            model = field_model or model
+        elif kind in IMAGE_TYPES:
+            image = await _body(request, digits.MAX_BYTES)
+        elif kind == "application/json" or kind.endswith("+json"):
+            body = await _body(request, digits.MAX_BYTES)
+            req = await run_in_threadpool(_pixels_request, body)
+            model = req.model or model
+        else:
+            raise Unsupported(
+                f"unsupported content type {kind or '(none)'!r}: send image/png, image/jpeg, "
+                'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
+            )
+        result, pre_ms, fwd_ms = await run_in_threadpool(
+            _predict, _cache(request), store, model, image, req, settings.max_decode_mb * 2**20
         )
-        if len(image) > digits.MAX_BYTES:
-            raise _too_large(len(image))
-        model = field_model or model
-    elif kind in IMAGE_TYPES:
-        image = await _body(request, digits.MAX_BYTES)
-    elif kind == "application/json" or kind.endswith("+json"):
-        req = _pixels_request(await _body(request, digits.MAX_BYTES))
-        model = req.model or model
-    else:
-        raise Unsupported(
-            f"unsupported content type {kind or '(none)'!r}: send image/png, image/jpeg, "
-            'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
-        )
-    result, pre_ms, fwd_ms = await run_in_threadpool(
-        _predict, _cache(request), store, model, image, req
-    )
     response.headers["Server-Timing"] = f"preprocess;dur={pre_ms:.3f}, forward;dur={fwd_ms:.3f}"
     return result
 
