@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # predictions run at once (more wait, up to 16 times as many; beyond that a 429).
     max_decode_mb: Limit = 32
     max_predictions: Limit = 4
+    # Each request's headers must arrive within this many seconds; past this many open
+    # connections requests get a 503 at once.
+    header_timeout: float = Field(10.0, gt=0, le=3600)
+    max_connections: Limit = 1000
     # Each websocket client's own queue, in event batches; when full it replays from the store.
     ws_queue_batches: int = 64
     ws_max_message_bytes: Limit = 64 * 1024

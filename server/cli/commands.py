@@ -82,6 +82,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from gradscope.server.store import Store, StoreError
     from gradscope.server.web.app import create_app
+    from gradscope.server.web.limits import guarded_h11
     from gradscope.server.web.security import start_urls, token_required, with_token
 
     settings = with_token(_settings(args, host=args.host, port=args.port))
@@ -111,6 +112,12 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        # h11 caps unfinished headers at 16 KB (httptools buffers them without a limit),
+        # each request's headers get GRADSCOPE_HEADER_TIMEOUT seconds, and past
+        # GRADSCOPE_MAX_CONNECTIONS connections requests get a 503 at once.
+        http=guarded_h11(settings.header_timeout),
+        h11_max_incomplete_event_size=16 * 1024,
+        limit_concurrency=settings.max_connections,
         ws_max_size=settings.ws_max_message_bytes,
         # Per-client deflate was most of the streaming cost (docs/benchmarks.md, issue 5).
         ws_per_message_deflate=False,

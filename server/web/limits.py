@@ -112,3 +112,44 @@ class SlidingWindow:
 def retry_after(wait: float) -> str:
     """A Retry-After value: whole seconds, at least one."""
     return str(max(1, math.ceil(wait)))
+
+
+def guarded_h11(header_timeout: float) -> type:
+    """uvicorn's h11 protocol with a deadline for every request's headers.
+
+    h11 already caps unfinished headers (uvicorn's h11_max_incomplete_event_size); without a
+    deadline a client could still hold a connection (and its file descriptor) forever by
+    sending nothing, or a byte a minute. A connection that starts no request within
+    `header_timeout` seconds of opening (or of its last request's start) while none is in
+    progress is closed.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport):  # type: ignore[no-untyped-def]
+            super().connection_made(transport)
+            self._started = 0
+            self._arm()
+
+        def _arm(self) -> None:
+            self._seen = self._started
+            self._deadline = self.loop.call_later(header_timeout, self._expire)
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:
+                self._started += 1
+
+        def _expire(self) -> None:
+            busy = self.cycle is not None and not self.cycle.response_complete
+            if self._started == self._seen and not busy and not self.transport.is_closing():
+                self.transport.close()  # no request began in time
+            elif not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc):  # type: ignore[no-untyped-def]
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol

@@ -3,6 +3,7 @@ a stop ends at once, and invalid input that JSON cannot carry answered with a 42
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -193,3 +194,70 @@ def test_the_memory_estimate_covers_what_a_run_really_takes(real_mnist: Path) ->
     )
     estimate, measured = map(int, out.stdout.split())
     assert measured <= estimate <= 3 * measured, (estimate, measured)
+
+
+@pytest.fixture
+def open_server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
+    """Bound to every address (so a token is required), headers due within 2 s."""
+    env = {
+        "GRADSCOPE_MNIST_DIR": str(real_mnist),
+        "GRADSCOPE_HOST": "0.0.0.0",
+        "GRADSCOPE_TOKEN": "t0k3n-for-the-flood",
+        "GRADSCOPE_HEADER_TIMEOUT": "2",
+    }
+    s = Server(tmp_path / "data", env)
+    s.ready = lambda r: r.status_code in (200, 401)  # type: ignore[method-assign]
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak) in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def test_a_header_flood_neither_grows_nor_stalls_the_server(open_server: Server) -> None:
+    s = open_server
+    assert s.proc is not None
+    bearer = {"Authorization": "Bearer t0k3n-for-the-flood"}
+    socks = []
+    try:
+        for i in range(400):  # unfinished headers that go on and on (4 MB each if let)
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            sock.setblocking(False)
+            socks.append(sock)
+            with contextlib.suppress(BlockingIOError, OSError):
+                sock.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad-%d: " % i)
+        chunk, sent = b"a" * 262_144, [0] * len(socks)
+        for _ in range(16):
+            for i, sock in enumerate(socks):
+                with contextlib.suppress(BlockingIOError, OSError):
+                    sent[i] += sock.send(chunk)
+        assert max(sent) < 4 * 2**20  # the server stopped reading (and closed) early
+        assert s.request("GET", "/api/runs", headers=bearer, timeout=30).status_code == 200
+        # Stalled connections (a partial header, then nothing) are cut off after 2 s.
+        stalled = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        t0 = time.monotonic()
+        stalled.settimeout(15)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := stalled.recv(4096):
+                answer += chunk
+        assert time.monotonic() - t0 < 10, "the stalled connection was left open"
+        stalled.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    now, peak = rss_mb(s.proc.pid)
+    assert peak < 1500, (now, peak)
+    assert s.request("GET", "/api/runs", headers=bearer).status_code == 200
+    assert s.request("GET", "/api/runs").status_code == 401  # the token still guards it
