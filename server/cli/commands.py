@@ -80,12 +80,21 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C."""
     import uvicorn
 
+    from gradscope.server.cli.guard import DataDirLock, GuardError, check_database
     from gradscope.server.store import Store, StoreError
     from gradscope.server.web.app import create_app
     from gradscope.server.web.limits import guarded_h11
     from gradscope.server.web.security import start_urls, token_required, with_token
 
     settings = with_token(_settings(args, host=args.host, port=args.port))
+    lock = DataDirLock(settings.data_dir)  # held until this process ends
+    try:
+        lock.acquire()
+        check_database(settings.data_dir)
+    except (GuardError, OSError) as e:
+        lock.release()
+        print(f"gradscope serve: {e}", file=sys.stderr)
+        return 1
     try:
         # Open the store once up front: an unusable data folder is a message, not a traceback
         # from the server's startup.
