@@ -213,7 +213,11 @@ class RunManager:
 
     async def delete(self, run_id: str) -> None:
         run = self.get(run_id)
-        if run.state in ("running", "paused") and run.source == "cli":
+        if (
+            run.state in ("running", "paused")
+            and run.source == "cli"
+            and run_id not in self.workers
+        ):
             raise RunConflict("this run is training in a `gradscope train` process; stop it there")
         if run_id in self.workers or run.state in ("queued", "running", "paused"):
             await self.stop(run_id)
@@ -276,10 +280,15 @@ class RunManager:
             log.info("run %s started in worker pid %s", run_id, process.pid)
 
     async def _supervise(self) -> None:
-        """Notice workers that exited (normally or killed) and start the next runs."""
+        """Notice workers that exited (normally or killed) and start the next runs; every
+        second, `gradscope train` runs whose process is gone."""
+        rounds = 0
         while True:
             await asyncio.sleep(0.1)
+            rounds += 1
             try:
+                if rounds % 10 == 0:
+                    await asyncio.to_thread(self._reap_cli_runs)
                 for run_id, w in list(self.workers.items()):
                     if not w.process.is_alive() and not w.lock.locked():
                         await asyncio.to_thread(w.process.join, 1)
@@ -293,6 +302,23 @@ class RunManager:
                 # The store failed (disk full, read-only): keep supervising, the next
                 # round may succeed; the failure is the affected run's, not the server's.
                 log.exception("the run supervisor hit an error; carrying on")
+
+    def _reap_cli_runs(self) -> None:
+        """A `gradscope train` killed (kill -9, a lost terminal) cannot say so: its run is
+        crashed once its pid is no live gradscope process, so it can be resumed here."""
+        for run in self.store.list_runs():
+            if run.source != "cli" or run.state not in ("running", "paused", "queued"):
+                continue
+            if run.pid is None or _is_gradscope(run.pid):
+                continue
+            self.store.set_state(
+                run.id,
+                "crashed",
+                only_from={"running", "paused", "queued"},
+                message="its `gradscope train` process is gone; resume continues from the "
+                "last checkpoint",
+            )
+            log.warning("run %s crashed: its gradscope train (pid %s) is gone", run.id, run.pid)
 
     def _unwritable(self) -> str | None:
         """Why a worker could not write to the data folder, or None when it can."""
@@ -344,6 +370,16 @@ def _wait_answer(conn: Connection, control: Control, timeout: float) -> tuple[An
     except (EOFError, OSError):
         return None
     return None
+
+
+def _is_gradscope(pid: int) -> bool:
+    """Is pid a live gradscope process (not a reused pid)? True where /proc cannot tell."""
+    if not pid_alive(pid):
+        return False
+    try:
+        return b"gradscope" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 def _worker_alive(pid: int | None) -> bool:

@@ -136,3 +136,32 @@ def test_server_shows_a_cli_run_live(server: Server) -> None:
         if proc.poll() is None:
             proc.kill()
     assert server.run(run_id)["state"] == "finished"
+
+
+def test_a_killed_cli_run_becomes_crashed_and_the_server_resumes_it(server: Server) -> None:
+    cmd = [sys.executable, "-m", "gradscope.server.cli", "train", "--preset", "moons"]
+    cmd += ["--set", "steps=1000000", "--set", "pace=null", "--set", "record.checkpoint_every=200"]
+    proc = subprocess.Popen(
+        [*cmd, "--data-dir", str(server.data_dir)],
+        cwd=ROOT,
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        run: dict = {}
+        while not (run and run["state"] == "running" and run["checkpoint"]):
+            assert time.monotonic() < deadline, run
+            runs = server.request("GET", "/api/runs").json()["runs"]
+            run = runs[0] if runs else {}
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    crashed = server.wait_for(run["id"], lambda r: r["state"] == "crashed", timeout=10)
+    assert "gradscope train" in crashed["error"]
+    resumed = server.request("POST", f"/api/runs/{run['id']}/resume")
+    assert resumed.status_code == 200, resumed.text
+    server.wait_for(run["id"], lambda r: r["state"] == "running" and r["step"] > crashed["step"])
+    assert server.request("DELETE", f"/api/runs/{run['id']}").status_code == 204
