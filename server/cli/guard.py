@@ -32,8 +32,17 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise GuardError naming the server that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GuardError(f"{folder}: cannot create the data folder ({exc})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise GuardError(f"{folder}: the data folder is not writable")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GuardError(f"{self.path}: cannot open the server's lock file ({exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -148,7 +148,7 @@ class RunManager:
         run = self.get(run_id)
         if run.state == "paused" and run_id in self.workers:
             await self._command(run_id, Control.RESUME)
-        elif run.state in ("interrupted", "crashed") and run.source in ("server", "cli"):
+        elif run.state in ("interrupted", "crashed") or retryable(run):
             if run_id not in self.workers and _worker_alive(run.pid):
                 # A worker of a killed server notices only at its next command poll; two
                 # workers on one run would write its steps twice.
@@ -158,7 +158,7 @@ class RunManager:
             if not self.store.set_state(
                 run_id,
                 "queued",
-                only_from={"interrupted", "crashed"},
+                only_from={"interrupted", "crashed", "failed"},
                 message="resuming from the last checkpoint",
             ):
                 raise RunConflict("the run changed state; try again")
@@ -324,10 +324,16 @@ class RunManager:
         """Why a worker could not write to the data folder, or None when it can."""
         folder, db = self.store.data_dir, self.store.path
         if not os.access(folder, os.W_OK | os.X_OK):
-            return f"{folder}: the data folder is not writable (read-only?); the run cannot start"
+            return (
+                f"PermissionError: {folder}: the data folder is not writable (read-only?); "
+                "the run cannot start (resume it once the folder is writable)"
+            )
         for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             if path.exists() and not os.access(path, os.W_OK):
-                return f"{path}: the database file is read-only; the run cannot start"
+                return (
+                    f"PermissionError: {path}: the database file is read-only; the run cannot "
+                    "start (resume it once the file is writable)"
+                )
         return None
 
     def _finalize(self, w: Worker) -> bool:
@@ -370,6 +376,24 @@ def _wait_answer(conn: Connection, control: Control, timeout: float) -> tuple[An
     except (EOFError, OSError):
         return None
     return None
+
+
+# A run failed by one of these failed for what was around it (a full disk, a read-only
+# folder, missing data), not for what it computed: once that is fixed it can be resumed.
+# The loop records a failure as "<exception type>: <message>".
+RETRYABLE_ERRORS = (
+    "OSError",
+    "PermissionError",
+    "FileNotFoundError",
+    "StoreError",
+    "MnistError",
+)
+
+
+def retryable(run: RunRecord) -> bool:
+    """Did the run fail for its surroundings (I/O, missing data), so that resume may retry?"""
+    cause = (run.error or "").split(":", 1)[0]
+    return run.state == "failed" and run.error_op is None and cause in RETRYABLE_ERRORS
 
 
 def _is_gradscope(pid: int) -> bool:

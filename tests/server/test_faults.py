@@ -66,6 +66,9 @@ def test_divergence_fails_the_run_naming_the_op(module_server: Server) -> None:
     last = [e for e in events if e["type"] == "state"][-1]["data"]
     assert last == {"state": "failed", "message": failed["error"], "op": failed["error_op"]}
     assert len(whole_history(server, run["id"])) == failed["step"] < 500
+    # What it computed failed, not its surroundings: resuming would only fail again.
+    again = server.request("POST", f"/api/runs/{run['id']}/resume")
+    assert again.status_code == 409 and "failed" in again.json()["detail"]
 
 
 def _kill_worker_mid_run(server: Server, run_id: str, past: int) -> dict[str, Any]:
@@ -252,7 +255,16 @@ def test_a_data_folder_turned_read_only_fails_runs_cleanly(top: Path, real_mnist
         subprocess.run(["chmod", "-R", "u+w", str(data)], check=True)
         ok = server.create("moons", steps=100)
         assert server.wait_for(ok["id"], lambda r: r["state"] in ENDED)["state"] == "finished"
+        # A failure of the surroundings, not of the training: both runs resume now.
         assert whole_history(server, run["id"]) == steps
+        for rid in (run["id"], new["id"]):
+            again = server.request("POST", f"/api/runs/{rid}/resume")
+            assert again.status_code == 200, again.text
+        assert server.wait_for(new["id"], lambda r: r["state"] in ENDED)["state"] == "finished"
+        server.wait_for(run["id"], lambda r: r["step"] > failed["step"])
+        server.request("POST", f"/api/runs/{run['id']}/stop")  # unless it finished already
+        server.wait_for(run["id"], lambda r: r["state"] in ("stopped", "finished"))
+        assert whole_history(server, run["id"])[: len(steps)] == steps
     assert integrity(data) == "ok"
 
 

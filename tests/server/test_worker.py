@@ -20,7 +20,9 @@ from gradscope.server.store.encoding import loss_json, to_json
 def test_a_full_disk_fails_the_run_cleanly(tmp_path: Path) -> None:
     """The writer's StoreError ends the run as failed, with the store's own message."""
     store = Store(tmp_path)
-    config = resolve_config("moons", {"steps": 3000, "pace": None}, max_parameters=10**6, max_steps=10**6)
+    config = resolve_config(
+        "moons", {"steps": 3000, "pace": None}, max_parameters=10**6, max_steps=10**6
+    )
     run = store.create_run(
         config.model_dump(mode="json"), preset="moons", name=None, source="cli", total_steps=3000
     )
@@ -60,7 +62,9 @@ def test_without_checkpoint_every_a_short_run_checkpoints_once_at_the_end(
     tmp_path: Path,
 ) -> None:
     store = Store(tmp_path)
-    config = resolve_config("moons", {"steps": 500, "pace": None}, max_parameters=10**6, max_steps=10**6)
+    config = resolve_config(
+        "moons", {"steps": 500, "pace": None}, max_parameters=10**6, max_steps=10**6
+    )
     assert config.record.checkpoint_every is None
     run = store.create_run(
         config.model_dump(mode="json"), preset="moons", name=None, source="cli", total_steps=500
