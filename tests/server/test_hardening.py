@@ -261,3 +261,14 @@ def test_a_header_flood_neither_grows_nor_stalls_the_server(open_server: Server)
     assert peak < 1500, (now, peak)
     assert s.request("GET", "/api/runs", headers=bearer).status_code == 200
     assert s.request("GET", "/api/runs").status_code == 401  # the token still guards it
+
+
+def test_the_schema_names_the_presets(app: InProcess) -> None:
+    from gradscope.server.runs.config import PRESETS
+
+    schema = app.request("GET", "/openapi.json").json()["components"]["schemas"]
+    preset = schema["RunCreate"]["properties"]["preset"]
+    enums = [o.get("enum") for o in preset.get("anyOf", [preset]) if o.get("enum")]
+    assert enums == [list(PRESETS)], preset
+    r = app.request("POST", "/api/runs", json={"preset": "no-such-preset"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "preset"

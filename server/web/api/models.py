@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradscope.server.runs.config import RunConfig, Text
+from gradscope.server.runs.config import PRESETS, RunConfig, Text
+
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # an enum in the schema
 
 SnapshotKind = Literal[
     "weights",
@@ -26,7 +28,7 @@ class RunCreate(BaseModel):
     """Start a run from a preset, a config, or a preset with config overrides."""
 
     model_config = ConfigDict(extra="forbid")
-    preset: str | None = Field(None, description="preset name (GET /api/presets)", max_length=64)
+    preset: PresetName | None = Field(None, description="preset name (GET /api/presets)")
     config: dict[str, Any] | None = Field(
         None, description="config fields; with a preset, overrides merged into its config"
     )
