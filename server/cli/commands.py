@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -84,7 +85,12 @@ def serve(args: argparse.Namespace) -> int:
     from gradscope.server.store import Store, StoreError
     from gradscope.server.web.app import create_app
     from gradscope.server.web.limits import guarded_h11
-    from gradscope.server.web.security import start_urls, token_required, with_token
+    from gradscope.server.web.security import (
+        DropRefusedHandshakeErrors,
+        start_urls,
+        token_required,
+        with_token,
+    )
 
     settings = with_token(_settings(args, host=args.host, port=args.port))
     lock = DataDirLock(settings.data_dir)  # held until this process ends
@@ -116,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
             "(scripts: 'Authorization: Bearer <token>'; see docs/security.md).",
             flush=True,
         )
+    logging.getLogger("uvicorn.error").addFilter(DropRefusedHandshakeErrors())
     uvicorn.run(
         app,
         host=settings.host,

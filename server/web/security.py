@@ -14,11 +14,15 @@ One pure ASGI middleware covers http and websocket scopes alike (docs/security.m
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import socket
+import time
+from collections import OrderedDict
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -293,8 +297,52 @@ def _is_page_visit(scope: Scope) -> bool:
     )
 
 
+log = logging.getLogger("gradscope.security")
+# Set in the task that refused a websocket: uvicorn then logs "returned without completing
+# handshake" at ERROR for an upgrade answered with a refusal, which a page could repeat at will.
+_refused: contextvars.ContextVar[bool] = contextvars.ContextVar("refused", default=False)
+
+
+class RefusalLog:
+    """Refusals at INFO, once per client and status per `every` seconds (a bounded table)."""
+
+    def __init__(self, every: float = 60.0, clients: int = 1024) -> None:
+        self.every, self.clients = every, clients
+        self.last: OrderedDict[tuple[str, int], float] = OrderedDict()
+
+    def note(self, client: str, status: int, path: str, message: str) -> bool:
+        """Log the refusal unless this client had one logged lately; whether it was."""
+        now, key = time.monotonic(), (client, status)
+        if now - self.last.get(key, -self.every) < self.every:
+            return False
+        self.last[key] = now
+        self.last.move_to_end(key)
+        while len(self.last) > self.clients:
+            self.last.popitem(last=False)
+        log.info(
+            "refused %s %s from %s: %s (more from it are not logged for a minute)",
+            status,
+            path,
+            client,
+            message,
+        )
+        return True
+
+
+REFUSALS = RefusalLog()
+
+
+class DropRefusedHandshakeErrors(logging.Filter):
+    """Drops uvicorn's ERROR about a websocket that our middleware refused on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_refused.get() and "without completing handshake" in record.getMessage())
+
+
 async def _deny(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
     """Answer `status` with the message: JSON for the API, plain text for pages."""
+    client = (scope.get("client") or ("?", 0))[0]
+    REFUSALS.note(client, status, scope.get("path", ""), message)
     api = scope["path"].startswith(("/api/", "/openapi.json", "/ws/"))
     if api:
         body = json.dumps({"detail": message}).encode()
@@ -309,6 +357,7 @@ async def _deny(scope: Scope, receive: Receive, send: Send, status: int, message
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
+    _refused.set(True)
     connect = await receive()
     if connect["type"] != "websocket.connect":
         return

@@ -272,3 +272,32 @@ def test_the_schema_names_the_presets(app: InProcess) -> None:
     assert enums == [list(PRESETS)], preset
     r = app.request("POST", "/api/runs", json={"preset": "no-such-preset"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "preset"
+
+
+def test_refusals_are_logged_once_per_client_and_never_as_errors(module_server: Server) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    for _ in range(30):
+        with (
+            pytest.raises(InvalidStatus),
+            connect(
+                f"{module_server.ws_url}/ws/runs", origin="http://evil.example", open_timeout=10
+            ),
+        ):
+            pass
+    time.sleep(0.3)
+    assert "ERROR" not in module_server.log.read_text()
+
+
+def test_the_refusal_log_is_rate_limited_per_client(caplog: pytest.LogCaptureFixture) -> None:
+    from gradscope.server.web.security import RefusalLog
+
+    refusals = RefusalLog(every=60, clients=2)
+    with caplog.at_level("INFO", logger="gradscope.security"):
+        said = [refusals.note("10.0.0.1", 403, "/ws/runs", "cross-origin") for _ in range(5)]
+        assert said == [True, False, False, False, False]
+        assert refusals.note("10.0.0.1", 401, "/api/runs", "a token is needed")  # another kind
+        assert refusals.note("10.0.0.2", 403, "/ws/runs", "cross-origin")  # another client
+    assert len(caplog.records) == 3 and all(r.levelname == "INFO" for r in caplog.records)
+    assert len(refusals.last) == 2  # the table stays bounded
