@@ -137,12 +137,30 @@ def mnist_dir() -> Path:
 
 
 def _missing_message(folder: Path, reason: str) -> str:
-    names = "\n".join(f"  {name}" for name in FILES)
+    """What to do first, in one sentence; why after it."""
     return (
-        f"MNIST is not available: {reason}\n"
-        f"Put the four MNIST files in {folder}:\n{names}\n"
-        f"or set {ENV_VAR} to a folder that holds them."
+        f"MNIST is not in {folder}: put the four files there ({', '.join(FILES)}) or set "
+        f"{ENV_VAR} to a folder that holds them. ({reason})"
     )
+
+
+def missing_files(folder: str | os.PathLike[str] | None = None) -> list[str]:
+    """The MNIST files not in `folder` (default `mnist_dir()`)."""
+    where = Path(folder).expanduser() if folder is not None else mnist_dir()
+    return [name for name in FILES if not (where / name).is_file()]
+
+
+def reachable_mirror(mirrors: Sequence[str] = MIRRORS, timeout: float = 3.0) -> str | None:
+    """The first mirror that answers a HEAD for a file, or None (offline, all down)."""
+    for mirror in mirrors:
+        request = urllib.request.Request(mirror.rstrip("/") + "/" + FILES[0], method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                if response.status < 400:
+                    return mirror
+        except (OSError, ValueError, http.client.HTTPException):
+            continue
+    return None
 
 
 # -- downloading ---------------------------------------------------------------------
@@ -193,8 +211,8 @@ def _download(name: str, folder: Path, mirrors: Sequence[str]) -> None:
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-    tried = "".join(f"\n  {f}" for f in failures) or " (no mirrors given)"
-    reason = f"downloading {name} failed:{tried}"
+    tried = "; ".join(failures) or "no mirrors given"
+    reason = f"downloading {name} failed: {tried}"
     raise MnistError(_missing_message(folder, reason))
 
 

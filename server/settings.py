@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, gt=0, lt=65536)
     data_dir: Path = Field(default_factory=default_data_dir)
     mnist_dir: Path | None = None
+    # Fetch missing MNIST files for a run (from engine/mnist.py's mirrors); off: refuse the run.
+    mnist_download: bool = True
     # At most this many runs train at once; the rest wait in a queue (default: one per core).
     max_concurrent: Limit = Field(default_factory=lambda: os.cpu_count() or 1)
     max_queue: Limit = 100

@@ -184,9 +184,34 @@ class Progress:
             self.console.print(self.bar.get_renderable())
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set` KEY=VALUE pairs (dotted keys) as a nested dict; a VALUE is JSON when it parses."""
+    from gradscope.server.runs.config import ConfigError
+
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError("overrides", f"{pair!r} is not KEY=VALUE (e.g. optimizer.lr=0.05)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts[: i + 1]), "is set to a value and used as a group")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(key.strip(), "is a group of settings and set to a value")
+        node[parts[-1]] = value
+    return out
+
+
 def train(args: argparse.Namespace) -> int:
     """Create a run in the store and train it here, showing progress."""
-    from gradscope.server.runs.config import ConfigError, parse_overrides, resolve_config
+    from gradscope.server.runs.config import ConfigError, resolve_config
     from gradscope.server.runs.loop import TrainingLoop
     from gradscope.server.runs.trainers import build_trainer
     from gradscope.server.store import Store

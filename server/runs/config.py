@@ -26,10 +26,10 @@ from pydantic import (
 from gradscope.engine.examples import TINY_XS
 from gradscope.server.errors import Invalid
 from gradscope.server.runs.presets import PRESET_SPECS
+from gradscope.server.runs.sizes import MNIST_TRAIN, memory_problem, run_memory
 
 DatasetName = Literal["rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "mnist"]
 TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")
-MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 MAX_PIXELS = 20_000_000  # rectangles: (n + test_n) * size^2 numbers, about 2 s to draw
 SCALAR_MAX_PARAMETERS = SCALAR_MAX_SAMPLES = 1000
 MAX_PACE = 1_000_000  # steps per second; beyond that pacing means nothing
@@ -236,20 +236,8 @@ class RunConfig(_Model):
         return sum(a * b + (b if self.model.bias else 0) for a, b in itertools.pairwise(sizes))
 
     def memory(self) -> tuple[int, int]:
-        """(bytes a run needs, of which activations), estimated from its sizes alone.
-
-        Parameters six times over (grads, two optimizer buffers, scratch, a snapshot);
-        four arrays per unit per sample of a batch (outputs, grads, pre-activations,
-        masks); the data set; the test pass in float64 (outputs and their activations).
-        """
-        item = 4 if self.dataset.name == "mnist" else 8
-        width, n = sum(self.layer_sizes()), self.dataset.train_size()
-        test_n = MNIST_TEST if self.dataset.name == "mnist" else self.dataset.test_n
-        batch = min(self.batch_size or n, n)
-        activations = item * 4 * batch * width
-        data = item * (n + test_n) * (self.dataset.input_size() + self.output_size())
-        other = item * 6 * self.num_parameters() + data + 8 * 2 * test_n * width
-        return activations + other, activations
+        """(bytes a run needs, of which activations): sizes.run_memory's estimate."""
+        return run_memory(self)
 
 
 def _cross_check(c: RunConfig) -> None:
@@ -378,8 +366,9 @@ def resolve_config(
             f"{n:,} parameters is more than this server's limit of {max_parameters:,}"
             " (GRADSCOPE_MAX_PARAMETERS)",
         )
-    if max_memory_mb is not None:
-        _check_memory(config, max_memory_mb)
+    problem = None if max_memory_mb is None else memory_problem(config, max_memory_mb)
+    if problem is not None:
+        raise ConfigError(*problem)
     if config.total_steps() > max_steps:
         field = "steps" if config.steps is not None else "epochs"
         raise ConfigError(
@@ -388,45 +377,6 @@ def resolve_config(
             " (GRADSCOPE_MAX_STEPS)",
         )
     return config
-
-
-def _check_memory(config: RunConfig, max_mb: int) -> None:
-    """Refuse a run whose estimated memory is over the limit, naming what to shrink."""
-    need, activations = config.memory()
-    if need <= max_mb * 2**20:
-        return
-    field = "batch_size" if 2 * activations > need else "model.hidden"
-    hint = "a smaller batch_size" if field == "batch_size" else "fewer or narrower layers"
-    raise ConfigError(
-        field,
-        f"this run needs about {need / 2**20:,.0f} MB of memory (activations of "
-        f"{min(config.batch_size or 10**12, config.dataset.train_size()):,} samples at a time "
-        f"take {activations / 2**20:,.0f} MB), more than this server's limit of {max_mb:,} MB "
-        f"(GRADSCOPE_MAX_RUN_MEMORY_MB): use {hint}",
-    )
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """KEY=VALUE pairs (dotted keys) as a nested dict; a VALUE is JSON when it parses."""
-    out: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise ConfigError("overrides", f"{pair!r} is not KEY=VALUE (e.g. optimizer.lr=0.05)")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(".".join(parts[: i + 1]), "is set to a value and used as a group")
-        if isinstance(node.get(parts[-1]), dict):
-            raise ConfigError(key.strip(), "is a group of settings and set to a value")
-        node[parts[-1]] = value
-    return out
 
 
 # -- presets ---------------------------------------------------------------------------

@@ -11,15 +11,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
-from gradscope.server.errors import Busy, Conflict, GradscopeError, NotFound, TimedOut
+from gradscope.server.errors import (
+    Busy,
+    Conflict,
+    GradscopeError,
+    NotFound,
+    TimedOut,
+)
+from gradscope.server.runs.checks import MnistCheck, is_gradscope, retryable, worker_alive
 from gradscope.server.runs.config import RunConfig, resolve_config
 from gradscope.server.runs.control import Control
 from gradscope.server.runs.worker import run_worker
 from gradscope.server.settings import Settings
-from gradscope.server.store import FINAL_STATES, RunRecord, Store, StoreError, pid_alive
+from gradscope.server.store import FINAL_STATES, RunRecord, Store, StoreError
 
 log = logging.getLogger("gradscope.runs")
 _spawn = mp.get_context("spawn")
@@ -71,6 +77,7 @@ class RunManager:
         # One scheduling round at a time: a round awaits each worker's start, and a second
         # round meanwhile would see the slot still free (5 parallel creates, 5 workers).
         self._scheduling = asyncio.Lock()
+        self.mnist = MnistCheck(settings)
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -115,6 +122,8 @@ class RunManager:
 
     async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:
         """Store a new run and queue it."""
+        if config.dataset.name == "mnist":
+            await asyncio.to_thread(self.mnist.check)
         if len(self.queue) >= self.settings.max_queue:
             raise QueueFull(
                 f"the queue is full ({self.settings.max_queue} runs waiting, "
@@ -149,7 +158,7 @@ class RunManager:
         if run.state == "paused" and run_id in self.workers:
             await self._command(run_id, Control.RESUME)
         elif run.state in ("interrupted", "crashed") or retryable(run):
-            if run_id not in self.workers and _worker_alive(run.pid):
+            if run_id not in self.workers and worker_alive(run.pid):
                 # A worker of a killed server notices only at its next command poll; two
                 # workers on one run would write its steps twice.
                 raise RunConflict(
@@ -309,7 +318,7 @@ class RunManager:
         for run in self.store.list_runs():
             if run.source != "cli" or run.state not in ("running", "paused", "queued"):
                 continue
-            if run.pid is None or _is_gradscope(run.pid):
+            if run.pid is None or is_gradscope(run.pid):
                 continue
             self.store.set_state(
                 run.id,
@@ -376,41 +385,3 @@ def _wait_answer(conn: Connection, control: Control, timeout: float) -> tuple[An
     except (EOFError, OSError):
         return None
     return None
-
-
-# A run failed by one of these failed for what was around it (a full disk, a read-only
-# folder, missing data), not for what it computed: once that is fixed it can be resumed.
-# The loop records a failure as "<exception type>: <message>".
-RETRYABLE_ERRORS = (
-    "OSError",
-    "PermissionError",
-    "FileNotFoundError",
-    "StoreError",
-    "MnistError",
-)
-
-
-def retryable(run: RunRecord) -> bool:
-    """Did the run fail for its surroundings (I/O, missing data), so that resume may retry?"""
-    cause = (run.error or "").split(":", 1)[0]
-    return run.state == "failed" and run.error_op is None and cause in RETRYABLE_ERRORS
-
-
-def _is_gradscope(pid: int) -> bool:
-    """Is pid a live gradscope process (not a reused pid)? True where /proc cannot tell."""
-    if not pid_alive(pid):
-        return False
-    try:
-        return b"gradscope" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-
-
-def _worker_alive(pid: int | None) -> bool:
-    """Is pid a live multiprocessing worker (not a reused pid)? False where /proc cannot tell."""
-    if not pid_alive(pid):
-        return False
-    try:
-        return b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False

@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gradscope.engine.examples import NAPKIN_START_WEIGHTS, TINY_SEED, NapkinAverage, TinyClassifier
+from gradscope.server.cli.commands import parse_overrides
 from gradscope.server.runs.config import (
     PRESETS,
     ConfigError,
     RunConfig,
     _part,
     field_path,
-    parse_overrides,
     resolve_config,
     validate_config,
 )

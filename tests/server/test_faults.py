@@ -139,6 +139,14 @@ def test_corrupt_mnist_files_fail_the_run_naming_the_file(tmp_path: Path, real_m
         assert failed["step"] == 0 and step_metrics(server.events(run["id"])) == []
         ok = server.create("moons", steps=50)  # the server is not hurt
         assert server.wait_for(ok["id"], lambda r: r["state"] in ENDED)["state"] == "finished"
+        # The data's fault, not the run's: with the file whole again, resume trains it.
+        shutil.copyfile(
+            real_mnist / "train-labels-idx1-ubyte.gz", mnist / "train-labels-idx1-ubyte.gz"
+        )
+        assert server.request("POST", f"/api/runs/{run['id']}/resume").status_code == 200
+        done = server.wait_for(run["id"], lambda r: r["state"] in ENDED, timeout=120)
+        assert done["state"] == "finished" and done["error"] is None, done
+        assert whole_history(server, run["id"]) == [1, 2, 3, 4, 5]
     finally:
         server.stop()
     assert integrity(server.data_dir) == "ok"

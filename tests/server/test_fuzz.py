@@ -20,12 +20,12 @@ from PIL import Image
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from gradscope.server.cli.commands import parse_overrides
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.runs.config import (
     PRESETS,
     ConfigError,
     RunConfig,
-    parse_overrides,
     resolve_config,
     validate_config,
 )
