@@ -36,6 +36,12 @@ EventType = Literal[
     "misclassified",
     "checkpoint",
 ]
+# The snapshot kinds, each a picture of one moment (GET /api/runs/{id}/snapshots/{kind}).
+SNAPSHOT_TYPES = tuple(
+    t for t in get_args(EventType) if t not in ("state", "metrics", "checkpoint")
+)
+# The kinds recorded every k steps: a step with one of them is a frame (Store.frame).
+FRAME_TYPES: tuple[str, ...] = ("weights", "histograms", "health", "graph_values", "boundary")
 # A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
 # event every step makes stays a tuple until the store encodes it (see StepMetrics).
 StepLoss = tuple[int, float, int, float]
@@ -183,7 +189,7 @@ class HealthData(TypedDict):
     """Gradient norms and update ratios per parameter group, dead-ReLU shares per module."""
 
     grad_norm: dict[str, JsonFloat]
-    update_ratio: dict[str, JsonFloat]
+    update_ratio: dict[str, JsonFloat | None]  # None: the update before it was not watched
     dead_relu: dict[str, JsonFloat]
 
 
@@ -308,18 +314,49 @@ def new_event(kind: EventType, step: int, data: EventData) -> NewEvent:
     return {"type": kind, "step": step, "data": data}
 
 
+# -- history and frames ---------------------------------------------------------------------
+
+
+@with_config(STRICT)
+class HistorySeries(TypedDict):
+    """One series in buckets: each bucket's first step, min, max and last value."""
+
+    step: list[int]
+    min: list[float]
+    max: list[float]
+    last: list[float]
+
+
+# Every series of a run over steps from..to, at most `points` buckets each (Store.history);
+# declared as a call because `from` is a Python keyword, so configured by a call too.
+History = TypedDict(
+    "History", {"from": int, "to": int, "points": int, "series": dict[str, HistorySeries]}
+)
+with_config(STRICT)(History)
+
+
+@with_config(STRICT)
+class Frame(TypedDict):
+    """The whole picture at one step: the latest event of each snapshot type at or before it."""
+
+    step: int
+    events: list[Event]
+
+
 # -- websocket messages -------------------------------------------------------------------
 
 
 @with_config(STRICT)
 class HelloMessage(TypedDict):
-    """First message of /ws/runs/{id}: the run, its config, and where the stream stands."""
+    """First message of /ws/runs/{id}: the run, its config, its history and its latest frame."""
 
     kind: Literal["hello"]
     run: dict[str, Any]
     config: dict[str, Any]
     last_seq: int
     steps_per_epoch: int | None
+    history: History
+    frame: Frame | None
 
 
 @with_config(STRICT)
@@ -371,5 +408,6 @@ def validate_message(message: dict[str, Any]) -> None:
     if kind not in MESSAGES:
         raise ValueError(f"unknown websocket message kind {kind!r}")
     _adapter(MESSAGES[kind]).validate_python(message)
-    for event in message.get("events", []):
+    frame = message.get("frame") or {}
+    for event in [*message.get("events", []), *frame.get("events", [])]:
         validate_event(event)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gradscope.server.runs.events import NewEvent, Pending, StateData
+from gradscope.server.store import blocks, series
 from gradscope.server.store.encoding import (
     encode_data,
     event_row,
@@ -24,9 +25,9 @@ from gradscope.server.store.encoding import (
     pack_events,
     to_json,
 )
+from gradscope.server.store.history import HistoryReads, latest
 from gradscope.server.store.liveness import pid_alive
-from gradscope.server.store.schema import (  # noqa: F401 - re-exported
-    ACTIVE_STATES,
+from gradscope.server.store.schema import (
     COLUMNS,
     DB_NAME,
     ERROR_STATES,
@@ -34,7 +35,6 @@ from gradscope.server.store.schema import (  # noqa: F401 - re-exported
     INTERRUPTED_MESSAGE,
     MIGRATIONS,
     PRAGMAS,
-    RESUMABLE_STATES,
     RUN_STATES,
     SELECT_RUN,
     SOURCES,
@@ -55,13 +55,14 @@ def _insert_sql(n: int) -> str:
     return f"INSERT INTO events (run_id, seq, type, step, t, data, n) VALUES {values}"
 
 
-class Store:
+class Store(HistoryReads):
     """Runs and their events in data_dir/gradscope.db; safe to share between threads."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self._lock = threading.Lock()
+        self._series_ids: dict[str, dict[str, int]] = {}  # run -> series -> id (series.py)
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -263,8 +264,9 @@ class Store:
 
     @staticmethod
     def encode(event: NewEvent) -> NewEvent:
-        """The event encoded now rather than at its commit, e.g. to time what it costs."""
-        return encode_data(event)
+        """The event encoded now rather than at its commit, e.g. to time what it costs (a
+        health or weights event keeps its series, taken from the plain data, for the commit)."""
+        return series.capture(event, encode_data(event))
 
     def append_events(
         self, run_id: str, events: Sequence[Pending], run_fields: dict | None = None
@@ -276,6 +278,7 @@ class Store:
             self._check_fields(run_fields)
         now = time.time()
         events = pack_events(events, now)
+        summary = blocks.aggregate(series.commit_samples(events))  # before taking the lock
         with self._tx() as conn:
             row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -291,6 +294,7 @@ class Store:
             for i in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[i : i + INSERT_CHUNK]
                 conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+            blocks.write(conn, run_id, summary, self._series_ids.setdefault(run_id, {}))
             if events or run_fields:
                 self._update(conn, run_id, {**(run_fields or {}), "last_seq": last})
             return last
@@ -335,14 +339,8 @@ class Store:
         Meant for snapshot types, which are never packed (of a packed row: its last event).
         """
         check_run_id(run_id)
-        sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND type = ?"
-        params: list[Any] = [run_id, type]
-        if at_step is not None:
-            sql += " AND step <= ?"
-            params.append(int(at_step))
         with self._locked() as conn:
-            row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", params).fetchone()
-        return None if row is None else events_from_row(row)[-1]
+            return latest(conn, run_id, type, None if at_step is None else int(at_step))
 
     def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Each known run's last seq (unknown ids are left out)."""
@@ -380,6 +378,8 @@ class Store:
             existed = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
             if existed:
                 conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                blocks.delete(conn, run_id)
+                self._series_ids.pop(run_id, None)
                 conn.execute(
                     "INSERT OR REPLACE INTO deleted_runs (id, changed) VALUES (?, ?)",
                     (run_id, self._bump(conn)),

@@ -52,6 +52,24 @@ MIGRATIONS = [
     """
     ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
     """,
+    # Series summaries (blocks.py): each series of a run gets an id, and each kind of series
+    # (metrics, or records: health and weights), level (a block size in steps) and block
+    # (step // level) one row whose blob holds those series' first, min, max and last there.
+    # Runs written before have none: they wait in series_pending until a read rebuilds them
+    # from their events.
+    """
+    CREATE TABLE series_names (
+        run_id TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL,
+        PRIMARY KEY (run_id, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE series_blocks (
+        run_id TEXT NOT NULL, kind TEXT NOT NULL, level INTEGER NOT NULL,
+        block INTEGER NOT NULL, stats BLOB NOT NULL,
+        PRIMARY KEY (run_id, kind, level, block)
+    ) WITHOUT ROWID;
+    CREATE TABLE series_pending (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
+    INSERT INTO series_pending (run_id) SELECT id FROM runs;
+    """,
 ]
 
 # WAL: readers never block the one writer; NORMAL sync is durable enough for WAL (may lose the

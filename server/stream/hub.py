@@ -54,10 +54,13 @@ class RunClient:
     queue: asyncio.Queue[Batch | None]
     behind: bool = True  # start by replaying from `last_sent`
     dropped: int = field(default=0)
+    since: int | None = None  # a replay the client asked for, not begun yet
 
     def restart(self, since: int) -> None:
         """Replay from `since` (a client that reconnects says what it has seen)."""
-        self.last_sent = since
+        # Taken up by the pump between two sends: a send in flight would otherwise set
+        # last_sent after it and lose the request.
+        self.since = since
         self.behind = True
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)  # wake the sender
@@ -118,12 +121,14 @@ class Hub:
         while True:
             if client.behind:
                 client.behind = False
+                if client.since is not None:
+                    client.last_sent, client.since = client.since, None
                 while not client.queue.empty():  # the replay covers all of it
                     client.queue.get_nowait()
                 await self._replay(ws, client)
                 continue
             batch = await client.queue.get()
-            if batch is None or batch.last <= client.last_sent:
+            if batch is None or batch.last <= client.last_sent or client.since is not None:
                 continue
             if batch.first > client.last_sent + 1:
                 client.behind = True  # a gap: never skip, replay instead
@@ -144,7 +149,7 @@ class Hub:
                 return
             await ws.send_text(events_message(rows))
             client.last_sent = rows[-1]["seq"]
-            if len(rows) < BATCH:
+            if len(rows) < BATCH or client.since is not None:
                 return
 
     def _fan_out(self, run_id: str, batch: Batch) -> None:

@@ -221,15 +221,24 @@ def watch(
     timeout: float = 120.0,
     since: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Read a run's websocket until it reaches a final state; (hello, events)."""
+    """Read a run's websocket until it reaches a final state; (hello, events): every event
+    of the run (a replay asked for after the hello), or those after `since` when given."""
     path = f"{ws_url}/ws/runs/{run_id}" + (f"?since={since}" if since is not None else "")
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     with connect(path, open_timeout=30, max_size=None) as ws:
         hello = json.loads(ws.recv(timeout=30))
+        # A new client gets the history summarised, then live events: ask for a replay
+        # from the start, and skip what comes live before it.
+        replaying = since is None and hello["last_seq"] > 0
+        if replaying:
+            ws.send(json.dumps({"since": 0}))
         while time.monotonic() < deadline:
             msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
             assert msg["kind"] == "events", msg
+            if replaying and msg["events"][0]["seq"] != 1:
+                continue
+            replaying = False
             events.extend(msg["events"])
             if until_final and any(
                 e["type"] == "state" and e["data"]["state"] in FINAL for e in msg["events"]

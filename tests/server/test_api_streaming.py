@@ -1,4 +1,9 @@
-"""Websocket streaming: many clients, a frozen one, reconnects with `since`."""
+"""Websocket streaming: many clients, a frozen one, reconnects with `since`.
+
+A client that connects without `since` gets the run so far in its hello (history and
+frame) and then only what comes after hello.last_seq, live; one that says `since` is
+replayed from there.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,18 @@ from tests.server.conftest import Server, step_metrics, watch
 STEPS = 6000
 
 
+def after_hello(hello: dict[str, Any], events: list[dict[str, Any]], total: int) -> None:
+    """The events after a hello are every step after the hello's, once and in order; the
+    hello's history covers the steps before them."""
+    done = hello["run"]["step"]
+    assert step_metrics(events) == list(range(done + 1, total + 1))
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(hello["last_seq"] + 1, hello["last_seq"] + 1 + len(seqs)))
+    if done:
+        assert hello["history"]["to"] >= done
+        assert hello["history"]["series"]["train_loss"]["step"][0] == 1
+
+
 def test_twenty_clients_one_frozen_all_get_every_step(module_server: Server) -> None:
     """Nineteen clients read a run live while a twentieth never reads: every reader gets
     every step once, in order, and the frozen one is never dropped (it catches up from the
@@ -27,7 +44,8 @@ def test_twenty_clients_one_frozen_all_get_every_step(module_server: Server) -> 
 
     def reader(i: int) -> None:
         try:
-            _, events = watch(server.ws_url, watched["id"], timeout=180)
+            hello, events = watch(server.ws_url, watched["id"], timeout=180)
+            after_hello(hello, events, STEPS)
             results[i] = step_metrics(events)
         except BaseException as e:  # surfaced below
             errors.append(e)
@@ -48,16 +66,14 @@ def test_twenty_clients_one_frozen_all_get_every_step(module_server: Server) -> 
         assert not any(t.is_alive() for t in threads), "a reader never saw the run finish"
         # Read the frozen client only now: it was never dropped, it catches up from the store.
         late: list[dict[str, Any]] = []
-        json.loads(frozen.recv(timeout=30))  # hello
+        hello = json.loads(frozen.recv(timeout=30))
         deadline = time.monotonic() + 60
         while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in late):
             assert time.monotonic() < deadline, f"the frozen client got {len(late)} events"
             late.extend(json.loads(frozen.recv(timeout=30))["events"])
-        assert step_metrics(late) == list(range(1, STEPS + 1))
+        after_hello(hello, late, STEPS)
     assert not errors, errors
-    assert len(results) == 19
-    for steps in results.values():
-        assert steps == list(range(1, STEPS + 1)), "every client got every step once, in order"
+    assert len(results) == 19  # each got every step after its hello once, in order
 
 
 def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None:
@@ -65,7 +81,7 @@ def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None
     run = server.create("moons", steps=3000)
     rid = run["id"]
     first: list[dict[str, Any]] = []
-    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
+    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["kind"] == "hello"
         deadline = time.monotonic() + 60
@@ -73,33 +89,45 @@ def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None
             assert time.monotonic() < deadline, f"only {len(first)} events"
             first.extend(json.loads(ws.recv(timeout=10))["events"])
     last = first[-1]["seq"]
-    _, rest = watch(server.ws_url, rid, since=last)
+    again, rest = watch(server.ws_url, rid, since=last)
+    assert again["last_seq"] >= last  # the reconnect's own hello is newer; it resumes anyway
     seqs = [e["seq"] for e in first + rest]
-    assert seqs == list(range(1, len(seqs) + 1))
+    start = hello["last_seq"] + 1
+    assert seqs == list(range(start, start + len(seqs))), "no gap, no duplicate"
+    after_hello(hello, first + rest, 3000)
+    end = seqs[-1]
 
-    # The {"since": seq} message replays from there on an open connection too.
-    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
+    # The {"since": seq} message replays from there on an open connection too, also from 0:
+    # every event once, in order, whatever was sent live before it was taken up.
+    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
         json.loads(ws.recv(timeout=10))
-        ws.send(json.dumps({"since": len(seqs) - 3}))
+        ws.send(json.dumps({"since": end - 3}))
         tail: list[dict[str, Any]] = []
         deadline = time.monotonic() + 60
-        while not tail or tail[-1]["seq"] < len(seqs):
+        while not tail or tail[-1]["seq"] < end:
             assert time.monotonic() < deadline, f"the replay stopped at {tail[-1:]}"
             tail.extend(json.loads(ws.recv(timeout=10))["events"])
-        assert [e["seq"] for e in tail][-3:] == [len(seqs) - 2, len(seqs) - 1, len(seqs)]
+        assert [e["seq"] for e in tail] == [end - 2, end - 1, end]
+        ws.send(json.dumps({"since": 0}))
+        every: list[dict[str, Any]] = []
+        while not every or every[-1]["seq"] < end:
+            assert time.monotonic() < deadline, f"the replay stopped at {every[-1:]}"
+            every.extend(json.loads(ws.recv(timeout=10))["events"])
+        assert [e["seq"] for e in every] == list(range(1, end + 1))
 
 
 def _count_messages(
     ws_url: str, run_id: str, out: dict[int, tuple[int, int, list[int]]], i: int
 ) -> None:
     with connect(f"{ws_url}/ws/runs/{run_id}", open_timeout=30, max_size=None) as ws:
-        json.loads(ws.recv(timeout=30))  # hello
+        hello = json.loads(ws.recv(timeout=30))
         n, events = 0, []
         deadline = time.monotonic() + 120
         while not any(e["type"] == "state" and e["data"]["state"] == "finished" for e in events):
             assert time.monotonic() < deadline, f"{run_id} did not finish in {len(events)} events"
             events.extend(json.loads(ws.recv(timeout=60))["events"])
             n += 1
+        after_hello(hello, events, STEPS)
         out[i] = (n, len(events), step_metrics(events))
 
 
@@ -125,9 +153,9 @@ def test_a_crowded_run_gets_fewer_bigger_batches_and_every_step(
         seconds = time.monotonic() - t0
         assert len(out) == 3
         for n, total, steps in out.values():
-            assert steps == list(range(1, STEPS + 1))
+            assert steps[-1] == STEPS  # every step after its hello: _count_messages checks
             # One live batch per 0.75 s (uncrowded: one per 50 ms commit, ~15x as many), plus
-            # a replay of what was committed before the client joined, 1000 events a message.
+            # a replay of what was committed before it subscribed, 1000 events a message.
             assert n <= seconds / 0.75 + 2 + total / 1000, (n, seconds, total)
         record = server.run(run["id"])
         assert record["state"] == "finished"

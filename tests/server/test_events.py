@@ -55,7 +55,7 @@ def recorded(
     ids = {}
     try:
         for name, (preset, overrides) in RUNS.items():
-            config = resolve_config(preset, overrides, **LIMITS)
+            config = resolve_config(preset, {"pace": None, **(overrides or {})}, **LIMITS)
             run = store.create_run(
                 config.model_dump(),
                 preset=preset,
@@ -118,8 +118,12 @@ def test_every_websocket_message_validates(recorded: tuple[Path, dict[str, str]]
         for rid in ids.values():
             with app.client.websocket_connect(f"{WS}/ws/runs/{rid}") as ws:
                 hello = ws.receive_json()
-                validate_message(hello)
+                validate_message(hello)  # its history and its frame's events too
                 assert hello["kind"] == "hello" and hello["steps_per_epoch"] >= 1
+                assert hello["run"]["state"] in ("finished", "failed")
+                assert "train_loss" in hello["history"]["series"]
+                # A finished run streams nothing more; a replay from 0 is every event.
+                ws.send_json({"since": 0})
                 got = 0
                 while got < hello["last_seq"]:  # bounded: the mark above is the deadline
                     message = ws.receive_json()

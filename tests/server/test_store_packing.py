@@ -120,12 +120,14 @@ def test_a_version_1_database_is_migrated_and_its_events_still_read(tmp_path: Pa
     finally:
         store.close()
     conn = sqlite3.connect(tmp_path / "gradscope.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
     conn.close()
 
 
 def test_a_training_loop_stores_few_rows_and_every_step_once(store: Store) -> None:
-    config = resolve_config("moons", {"steps": 300, "pace": None}, max_parameters=10**6, max_steps=10**6)
+    config = resolve_config(
+        "moons", {"steps": 300, "pace": None}, max_parameters=10**6, max_steps=10**6
+    )
     rid = store.create_run(
         config.model_dump(), preset="moons", name=None, source="cli", total_steps=300
     ).id

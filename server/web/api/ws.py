@@ -1,11 +1,14 @@
 """Websockets: /ws/runs/{id} (one run's events) and /ws/runs (run-list changes).
 
 Protocol (docs/events.md; the messages are declared in server/runs/events.py): the server
-sends {"kind": "hello", "run", "config", "last_seq", "steps_per_epoch"},
-then {"kind": "events", "events": [...]} batches in seq order, each event once. A client
-may send {"since": seq} at any time to be replayed from there (a reconnect resumes with
-no gap); anything else is answered by a close with code 1008 and the reason, and a message
-over GRADSCOPE_WS_MAX_MESSAGE_BYTES by a close with code 1009.
+sends {"kind": "hello", "run", "config", "last_seq", "steps_per_epoch", "history",
+"frame"}: the run's whole history summarised (Store.history) and its latest frame, so a page
+opens at once at any run length. Then {"kind": "events", "events": [...]} batches in seq
+order, each event once: those after hello.last_seq, or after `since` for a client that
+connects with ?since=SEQ > 0 (a reconnect resumes with no gap). A client may send
+{"since": seq} at any time to be replayed from there; anything else is answered by a close
+with code 1008 and the reason, and a message over GRADSCOPE_WS_MAX_MESSAGE_BYTES by a close
+with code 1009.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from gradscope.server.runs.config import RunConfig
-from gradscope.server.runs.events import HelloMessage, RunsMessage
+from gradscope.server.runs.events import HelloMessage, History, RunsMessage
 from gradscope.server.runs.manager import UnknownRun
+from gradscope.server.store import Store
+from gradscope.server.store.series import kind_of
 from gradscope.server.stream.hub import ListClient
 from gradscope.server.web.api.deps import SQLITE_MAX_INT, HubDep, SettingsDep, StoreDep, find_run
 
@@ -29,6 +34,12 @@ router = APIRouter(tags=["websockets"])
 CLOSE_UNKNOWN_RUN = 4404
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+# The hello's history: each metric at the loss chart's width; the other series (health
+# figures, weights) share what is left of HELLO_BUCKETS, so the hello stays under ~1 MB
+# however many series a run has (a bucket is ~70 bytes of JSON).
+HELLO_POINTS = 1000
+HELLO_BUCKETS = 10_000
+MIN_POINTS = 100
 
 
 def _parse_since(text: str | None) -> int:
@@ -53,6 +64,37 @@ def steps_per_epoch(config: dict) -> int | None:
         return RunConfig.model_validate(config).steps_per_epoch()
     except ValidationError:
         return None
+
+
+def hello_history(store: Store, run_id: str) -> History:
+    """Every series of the run, summarised for the hello (see HELLO_BUCKETS)."""
+    names = store.series_names(run_id)
+    metrics = [n for n in names if kind_of(n) == "metrics"]
+    others = [n for n in names if kind_of(n) != "metrics"]
+    history = store.history(run_id, metrics, points=HELLO_POINTS)
+    if others:
+        share = (HELLO_BUCKETS - HELLO_POINTS * len(metrics)) // len(others)
+        points = min(HELLO_POINTS, max(MIN_POINTS, share))
+        rest = store.history(run_id, others, history["from"], history["to"], points)
+        history["series"].update(rest["series"])
+    return history  # type: ignore[return-value]
+
+
+def hello_text(store: Store, run_id: str) -> tuple[int, str]:
+    """(last_seq, the hello as JSON) of a run; UnknownRun when there is none."""
+    # The run row first: what happened after its last_seq streams live, so nothing is lost
+    # (an event may then be both in the summary and live; never a gap).
+    run = find_run(store, run_id)
+    hello = HelloMessage(
+        kind="hello",
+        run=run.to_dict(),
+        config=run.config,
+        last_seq=run.last_seq,
+        steps_per_epoch=steps_per_epoch(run.config),
+        history=hello_history(store, run_id),
+        frame=store.frame(run_id),  # type: ignore[typeddict-item]
+    )
+    return run.last_seq, json.dumps(hello, separators=(",", ":"))
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
@@ -107,22 +149,17 @@ async def run_stream(
     settings: SettingsDep,
     since: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
 ) -> None:
-    """Replay what the client has not seen, then stream live."""
+    """The run's history and latest frame, then what the client has not seen, live."""
     await ws.accept()
     try:
-        run = find_run(store, run_id)
+        # Store reads and a JSON text of up to ~1 MB: off the event loop.
+        last_seq, hello = await asyncio.to_thread(hello_text, store, run_id)
     except UnknownRun:
         await _close(ws, CLOSE_UNKNOWN_RUN, f"no run with id {run_id!r}")
         return
-    hello = HelloMessage(
-        kind="hello",
-        run=run.to_dict(),
-        config=run.config,
-        last_seq=run.last_seq,
-        steps_per_epoch=steps_per_epoch(run.config),
-    )
-    await ws.send_json(hello)
-    client = hub.subscribe(run_id, since)
+    await ws.send_text(hello)
+    # A new page has the history: it gets what comes after it. A reconnect says what it has.
+    client = hub.subscribe(run_id, since or last_seq)
 
     async def on_text(text: str | None) -> bool:
         try:

@@ -1,0 +1,238 @@
+"""History at any length, read from the series blocks (blocks.py), and frames.
+
+`read_history` splits the steps from..to into at most `points` buckets and gives each
+series' first step, min, max and last value in every bucket that holds a sample (M4). The
+buckets are exact at any zoom: a bucket takes whole blocks of the coarsest level not wider
+than it (no block is split); the range's cut ends are whole blocks of finer levels, then
+fewer than 16 steps of raw values; a narrow range (under 16 steps a bucket) is read raw.
+So bucket i holds exactly the samples from its first step to the next bucket's. Raw values
+come from the level-16 blocks where a block holds at most two samples (its first and last
+are them), else from the events rows: packed metrics with numpy, health and weights JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from gradscope.server.runs.events import FRAME_TYPES, SNAPSHOT_TYPES
+from gradscope.server.store import blocks, series
+from gradscope.server.store.blocks import FINEST, LEVELS, TOP
+from gradscope.server.store.encoding import events_from_row
+from gradscope.server.store.schema import check_run_id
+
+
+def plan(s0: int, s1: int, points: int) -> tuple[int, int]:
+    """(width, level): buckets `width` steps apart, each made of whole blocks of `level`
+    steps (the coarsest level not wider than a bucket; 1: raw values)."""
+    width = -(-(s1 - s0 + 1) // points)  # the narrowest that makes at most `points`
+    return width, max((size for size in LEVELS if size <= width), default=1)
+
+
+def decompose(a: int, b: int, levels: tuple[int, ...]) -> tuple[list[tuple], list[tuple]]:
+    """Steps a..b as ranges of whole blocks ([(level, first block, last block)], the
+    coarsest in the middle) and raw step ranges ([(a, b)], under 16 steps each) at the ends."""
+    if a > b:
+        return [], []
+    if not levels:
+        return [], [(a, b)]
+    size = levels[-1]
+    lo, hi = -(-a // size), (b + 1) // size - 1
+    if lo > hi:
+        return decompose(a, b, levels[:-1])
+    left_blocks, left_raw = decompose(a, lo * size - 1, levels[:-1])
+    right_blocks, right_raw = decompose((hi + 1) * size, b, levels[:-1])
+    return [*left_blocks, (size, lo, hi), *right_blocks], [*left_raw, *right_raw]
+
+
+Columns = tuple[np.ndarray, np.ndarray, np.ndarray]  # (series id, step, value)
+
+
+def _cat(parts: list[Columns]) -> Columns:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
+
+
+def raw_samples(
+    conn: sqlite3.Connection, run_id: str, ids: dict[str, int], a: int, b: int
+) -> Columns:
+    """Every sample of the series (name -> id) with a step in a..b, by series and step."""
+    groups = {blocks.group_of(n) for n in ids}
+    st = blocks.stats(conn, run_id, FINEST, a // FINEST, b // FINEST, groups)
+    st = st[np.isin(st["id"], list(ids.values()))]
+    small, many = st[st["count"] <= 2], st[st["count"] > 2]
+    two = small[small["count"] == 2]  # a block of one or two samples: its first and last
+    parts: list[Columns] = [
+        (small["id"], small["first_step"], small["first"]),
+        (two["id"], two["last_step"], two["last"]),
+    ]
+    if len(many):  # the other blocks' samples, from the events
+        name_of = {i: n for n, i in ids.items()}
+        base, span = a // FINEST, b // FINEST - a // FINEST + 1
+        keys = many["id"].astype(np.int64) * span + many["first_step"] // FINEST - base
+        for kind in ("metrics", *series.SNAPSHOT_SERIES):
+            rows = many[[series.kind_of(name_of[i]) == kind for i in many["id"].tolist()]]
+            if not len(rows):
+                continue
+            lo = max(a, int(rows["first_step"].min()) // FINEST * FINEST)
+            hi = min(b, int(rows["last_step"].max()))
+            wanted = {name_of[i] for i in rows["id"].tolist()}
+            names, index, steps, values = series.event_samples(
+                conn, run_id, kind, lo, hi, wanted
+            ).columns()
+            sid = np.array([ids[n] for n in names], np.int64)[index] if names else index
+            key = sid * span + steps // FINEST - base
+            keep = (steps >= a) & (steps <= b) & np.isin(key, keys)
+            parts.append((sid[keep], steps[keep], values[keep]))
+    sid, steps, values = _cat(parts)
+    keep = (steps >= a) & (steps <= b)
+    sid, steps, values = sid[keep], steps[keep], values[keep]
+    order = np.lexsort((steps, sid))  # stable: samples at one step keep their order
+    return sid[order], steps[order], values[order]
+
+
+def full_range(conn: sqlite3.Connection, run_id: str) -> tuple[int | None, int | None]:
+    """The first and last step of any sample of the run."""
+    top = blocks.stats(conn, run_id, TOP)
+    if not len(top):
+        return None, None
+    return int(top["first_step"].min()), int(top["last_step"].max())
+
+
+def read_history(
+    conn: sqlite3.Connection,
+    run_id: str,
+    names: Iterable[str] | None,
+    start: int | None,
+    end: int | None,
+    points: int,
+) -> dict[str, Any]:
+    """{"from", "to", "points", "series": {name: {"step", "min", "max", "last"}}}."""
+    ids = blocks.names(conn, run_id)
+    if names is not None:
+        asked = set(names)
+        ids = {n: i for n, i in ids.items() if n in asked}
+    first, last = full_range(conn, run_id)
+    s0 = start if start is not None else (first if first is not None else 0)
+    s1 = end if end is not None else max(s0, last if last is not None else s0)
+    out: dict[str, Any] = {"from": s0, "to": s1, "points": points, "series": {}}
+    if not ids or s1 < s0:
+        return out
+    width, level = plan(s0, s1, points)
+    ranges, ends = decompose(s0, s1, tuple(size for size in LEVELS if size <= level))
+    groups = {blocks.group_of(n) for n in ids}
+    parts = [blocks.stats(conn, run_id, size, lo, hi, groups) for size, lo, hi in ranges]
+    found = np.concatenate(parts) if parts else np.zeros(0, blocks.BLOCK_DTYPE)
+    found = found[np.isin(found["id"], list(ids.values()))]
+    rid, rstep, rvalue = _cat([raw_samples(conn, run_id, ids, a, b) for a, b in ends])
+    # Pieces: the blocks, and each raw sample as a block of one.
+    sid = np.concatenate([found["id"], rid])
+    step = np.concatenate([found["first_step"], rstep])
+    low = np.concatenate([found["min"], rvalue])
+    high = np.concatenate([found["max"], rvalue])
+    final = np.concatenate([found["last"], rvalue])
+    order = np.lexsort((step, sid))  # stable: raw samples at one step keep their order
+    sid, step, low, high, final = sid[order], step[order], low[order], high[order], final[order]
+    # A bucket takes the level blocks that start in it (the first: the one cut by s0), so
+    # no block is split and every bucket is exact.
+    bucket = np.maximum(step // level * level - s0, 0) // width
+    change = np.ones(len(sid), bool)
+    change[1:] = (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(change)
+    if not len(starts):
+        return out
+    stops = np.append(starts[1:], len(sid)) - 1
+    columns = {
+        "step": step[starts].tolist(),
+        "min": np.minimum.reduceat(low, starts).tolist(),
+        "max": np.maximum.reduceat(high, starts).tolist(),
+        "last": final[stops].tolist(),
+    }
+    owner = sid[starts]
+    cuts = [0, *(np.flatnonzero(owner[1:] != owner[:-1]) + 1).tolist(), len(owner)]
+    by_id = {int(owner[c]): (c, d) for c, d in itertools.pairwise(cuts)}
+    for name, i in ids.items():  # sorted by name
+        if i in by_id:
+            c, d = by_id[i]
+            out["series"][name] = {k: v[c:d] for k, v in columns.items()}
+    return out
+
+
+def latest(conn: sqlite3.Connection, run_id: str, kind: str, at: int | None) -> dict | None:
+    """The event of this type with the greatest step <= at (ties: the latest seq); of a
+    packed row, its last event (snapshot types are never packed)."""
+    sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND type = ?"
+    bound = () if at is None else (at,)
+    sql += "" if at is None else " AND step <= ?"
+    row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", (run_id, kind, *bound))
+    found = row.fetchone()
+    return None if found is None else events_from_row(found)[-1]
+
+
+def read_frame(
+    conn: sqlite3.Connection, run_id: str, at: int | None, after: int | None
+) -> dict[str, Any] | None:
+    """{"step", "events"}: the frame at the greatest frame step <= at (default: the last), or
+    the smallest > after; each snapshot type's latest event at or before it, in seq order."""
+    if after is not None:
+        sql = "SELECT min(step) FROM events WHERE run_id = ? AND type = ? AND step > ?"
+        found = [conn.execute(sql, (run_id, k, after)).fetchone()[0] for k in FRAME_TYPES]
+        steps = [s for s in found if s is not None]
+        step = min(steps) if steps else None
+    else:
+        sql = "SELECT max(step) FROM events WHERE run_id = ? AND type = ?"
+        bound = () if at is None else (at,)
+        sql += "" if at is None else " AND step <= ?"
+        found = [conn.execute(sql, (run_id, k, *bound)).fetchone()[0] for k in FRAME_TYPES]
+        steps = [s for s in found if s is not None]
+        step = max(steps) if steps else None
+    if step is None:
+        return None
+    events = [e for kind in SNAPSHOT_TYPES if (e := latest(conn, run_id, kind, step))]
+    return {"step": step, "events": sorted(events, key=lambda e: e["seq"])}
+
+
+class HistoryReads:
+    """Store's history and frame reads (Store provides _locked and _tx)."""
+
+    _locked: Any
+    _tx: Any
+    _series_ids: dict[str, dict[str, int]]
+
+    def history(
+        self,
+        run_id: str,
+        names: Iterable[str] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        points: int = 1000,
+    ) -> dict[str, Any]:
+        """Series over steps start..end (default: all) as at most `points` exact min/max
+        buckets each; a run written before the blocks has them built first (once)."""
+        check_run_id(run_id)
+        with self._locked() as conn:
+            stale = blocks.pending(conn, run_id)
+        if stale:
+            with self._tx() as conn:
+                blocks.rebuild(conn, run_id, self._series_ids.setdefault(run_id, {}))
+        with self._tx("DEFERRED") as conn:  # one snapshot for every read
+            return read_history(conn, run_id, names, start, end, int(points))
+
+    def series_names(self, run_id: str) -> list[str]:
+        """The run's series, sorted."""
+        check_run_id(run_id)
+        self.history(run_id, names=())  # builds the blocks of a run from before them
+        with self._locked() as conn:
+            return list(blocks.names(conn, run_id))
+
+    def frame(self, run_id: str, at: int | None = None, after: int | None = None) -> dict | None:
+        """{"step", "events"}: every snapshot type's latest event at the frame step <= at (or
+        the first > after); None when there is none. Indexed reads only."""
+        check_run_id(run_id)
+        with self._tx("DEFERRED") as conn:
+            return read_frame(conn, run_id, at, after)
