@@ -304,7 +304,7 @@ def presets(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     """Write a run's metrics as CSV or its whole history as JSON."""
     from gradscope.server.store import Store
-    from gradscope.server.store.export import export_csv, export_json
+    from gradscope.server.store.export import iter_csv, iter_json
 
     store = Store(_settings(args).data_dir)
     try:
@@ -318,17 +318,15 @@ def export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        if args.format == "csv":
-            text = export_csv(store, run.id)
+        chunks = (iter_csv if args.format == "csv" else iter_json)(store, run.id)
+        if args.output is not None:
+            with open(args.output, "w") as out:
+                out.writelines(chunks)
+            print(f"wrote {args.output}", file=sys.stderr)
         else:
-            text = json.dumps(export_json(store, run.id), indent=1)
+            sys.stdout.writelines(chunks)
     finally:
         store.close()
-    if args.output is not None:
-        args.output.write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
     return 0
 
 

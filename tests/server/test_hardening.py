@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gradscope.server.runs.config import resolve_config
+from gradscope.server.store import Store
 from tests.server.conftest import InProcess, Server
 
 
@@ -302,3 +304,38 @@ def test_the_refusal_log_is_rate_limited_per_client(caplog: pytest.LogCaptureFix
         assert refusals.note("10.0.0.2", 403, "/ws/runs", "cross-origin")  # another client
     assert len(caplog.records) == 3 and all(r.levelname == "INFO" for r in caplog.records)
     assert len(refusals.last) == 2  # the table stays bounded
+
+
+def test_concurrent_exports_of_a_long_run_stream_in_little_memory(
+    tmp_path: Path, real_mnist: Path
+) -> None:
+    from tests.server.test_history import write_run
+
+    store = Store(tmp_path / "data")
+    run_id, _ = write_run(store, 200_000, record_every=1000, truth=False)
+    events = store.last_seqs([run_id])[run_id]
+    store.close()
+    s = Server(tmp_path / "data", {"GRADSCOPE_MNIST_DIR": str(real_mnist)}).start()
+    try:
+        assert s.proc is not None
+        s.request("GET", f"/api/runs/{run_id}/export", params={"format": "csv"})  # warm
+        before = rss_mb(s.proc.pid)[1]
+
+        def export(format: str) -> tuple[int, int]:
+            url = f"{s.url}/api/runs/{run_id}/export"
+            size, lines = 0, 0
+            with httpx.stream("GET", url, params={"format": format}, timeout=300) as r:
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+            return size, lines
+
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(export, ["json", "json", "csv"]))
+        grown = rss_mb(s.proc.pid)[1] - before
+    finally:
+        s.stop()
+    (json_bytes, json_lines), _, (_, csv_lines) = got
+    assert json_bytes > 20 * 2**20 and json_lines == events + 2  # every event, one a line
+    assert csv_lines > 200_000
+    assert grown < 200, grown  # three whole exports in memory took ~1 GB

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import StreamingResponse
 
 from gradscope.server.errors import NotFound
 from gradscope.server.runs.manager import RunError
 from gradscope.server.store import RunRecord
-from gradscope.server.store.export import export_csv, export_json, metrics_series
+from gradscope.server.store.export import iter_csv, iter_json, metrics_series
 from gradscope.server.web.api.deps import (
     SQLITE_MAX_INT,
     ManagerDep,
@@ -197,6 +197,10 @@ def export_run(run: RunDep, store: StoreDep, format: Literal["csv", "json"] = "c
     """Download the run: CSV of its metrics, or JSON of the run and every event."""
     filename = f"gradscope-{run.id}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    # Streamed from the store a batch at a time (a sync iterator: Starlette runs it in the
+    # thread pool), so an export's memory does not grow with the run.
     if format == "csv":
-        return Response(export_csv(store, run.id), media_type="text/csv", headers=headers)
-    return JSONResponse(export_json(store, run.id), headers=headers)
+        return StreamingResponse(iter_csv(store, run.id), media_type="text/csv", headers=headers)
+    return StreamingResponse(
+        iter_json(store, run.id), media_type="application/json", headers=headers
+    )
