@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(pages.router)
     app.include_router(docs.router)
+    docs.with_settings_limits(app, settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.run_rate = SlidingWindow(settings.max_runs_per_minute)
     # The last added runs first: CORS (answers preflights), then security, then body size.

@@ -339,3 +339,16 @@ def test_concurrent_exports_of_a_long_run_stream_in_little_memory(
     assert json_bytes > 20 * 2**20 and json_lines == events + 3  # every event, one a line
     assert csv_lines > 200_000
     assert grown < 200, grown  # three whole exports in memory took ~1 GB
+
+
+def test_the_schema_states_this_servers_step_limit(tmp_path: Path, real_mnist: Path) -> None:
+    from tests.server.conftest import in_process
+
+    with in_process(tmp_path / "data", real_mnist, max_step_request=10) as app:
+        schema = app.request("GET", "/openapi.json").json()["components"]["schemas"]
+        assert schema["StepRequest"]["properties"]["n"]["maximum"] == 10
+        rid = app.create("moons", steps=5)["id"]
+        r = app.request("POST", f"/api/runs/{rid}/step", json={"n": 11})
+        assert r.status_code in (409, 422), r.text  # over the limit (or not paused yet)
+        r = app.request("POST", f"/api/runs/{rid}/step", json={"n": 2**70})
+        assert r.status_code == 422 and "GRADSCOPE_MAX_STEP_REQUEST" in r.text, r.text

@@ -70,7 +70,9 @@ class StepRequest(BaseModel):
     """Advance a paused run by exactly n steps."""
 
     model_config = ConfigDict(extra="forbid")
-    n: int = Field(1, ge=1, le=1_000_000, description="how many steps")
+    # The upper bound is the server's GRADSCOPE_MAX_STEP_REQUEST (checked by the route, and
+    # put in the schema by docs.with_settings_limits).
+    n: int = Field(1, ge=1, description="how many steps")
 
 
 class RunPatch(BaseModel):
