@@ -23,6 +23,7 @@ from gradscope.server.store import Store
 
 log = logging.getLogger("gradscope.hub")
 BATCH = 1000
+REPLAYS = 1  # replay batches read at once: the rest wait their turn (each read holds the GIL)
 
 
 class Sender(Protocol):
@@ -85,6 +86,7 @@ class Hub:
         self.lists: set[ListClient] = set()
         self.counter = 0
         self._task: asyncio.Task[None] | None = None
+        self._replays = asyncio.Semaphore(REPLAYS)
 
     async def start(self) -> None:
         self.counter = self.store.change_counter()
@@ -142,15 +144,22 @@ class Hub:
 
     async def _replay(self, ws: Sender, client: RunClient) -> None:
         while True:
-            rows = await asyncio.to_thread(
-                self.store.events, client.run_id, client.last_sent, BATCH
-            )
-            if not rows:
+            # A batch at a time, a few clients at a time, read and encoded off the event
+            # loop: 200 clients replaying at once once held it for seconds a request.
+            async with self._replays:
+                read = await asyncio.to_thread(self._replay_batch, client.run_id, client.last_sent)
+            if read is None:
                 return
-            await ws.send_text(events_message(rows))
-            client.last_sent = rows[-1]["seq"]
-            if len(rows) < BATCH or client.since is not None:
+            text, last, count = read
+            await ws.send_text(text)
+            client.last_sent = last
+            if count < BATCH or client.since is not None:
                 return
+
+    def _replay_batch(self, run_id: str, since: int) -> tuple[str, int, int] | None:
+        """(the message, its last seq, its events) of the next BATCH events after since."""
+        rows = self.store.events(run_id, since, BATCH)
+        return (events_message(rows), rows[-1]["seq"], len(rows)) if rows else None
 
     def _fan_out(self, run_id: str, batch: Batch) -> None:
         for client in self.runs.get(run_id, ()):

@@ -142,6 +142,8 @@ def guarded_h11(header_timeout: float) -> type:
                 self._started += 1
 
         def _expire(self) -> None:
+            if self.transport.get_protocol() is not self:
+                return  # upgraded to a websocket: no longer an HTTP connection of ours
             busy = self.cycle is not None and not self.cycle.response_complete
             if self._started == self._seen and not busy and not self.transport.is_closing():
                 self.transport.close()  # no request began in time

@@ -4,6 +4,7 @@ a stop ends at once, and invalid input that JSON cannot carry answered with a 42
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -352,3 +353,18 @@ def test_the_schema_states_this_servers_step_limit(tmp_path: Path, real_mnist: P
         assert r.status_code in (409, 422), r.text  # over the limit (or not paused yet)
         r = app.request("POST", f"/api/runs/{rid}/step", json={"n": 2**70})
         assert r.status_code == 422 and "GRADSCOPE_MAX_STEP_REQUEST" in r.text, r.text
+
+
+def test_a_websocket_outlives_the_header_deadline(open_server: Server) -> None:
+    from websockets.sync.client import connect
+
+    s = open_server
+    bearer = {"Authorization": "Bearer t0k3n-for-the-flood"}
+    rid = s.request(
+        "POST", "/api/runs", json={"preset": "xor", "config": {"steps": 20}}, headers=bearer
+    ).json()["id"]
+    with connect(f"{s.ws_url}/ws/runs/{rid}", additional_headers=bearer, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["kind"] == "hello"
+        time.sleep(4)  # twice GRADSCOPE_HEADER_TIMEOUT: an HTTP connection would be cut
+        ws.send(json.dumps({"since": 0}))
+        assert json.loads(ws.recv(timeout=10))["kind"] == "events"
