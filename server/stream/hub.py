@@ -56,6 +56,7 @@ class RunClient:
     behind: bool = True  # start by replaying from `last_sent`
     dropped: int = field(default=0)
     since: int | None = None  # a replay the client asked for, not begun yet
+    gone: bool = False  # the run was deleted: the pump ends, the stream closes with 4404
 
     def restart(self, since: int) -> None:
         """Replay from `since` (a client that reconnects says what it has seen)."""
@@ -119,8 +120,9 @@ class Hub:
             self.fanned.pop(client.run_id, None)
 
     async def pump(self, ws: Sender, client: RunClient) -> None:
-        """Send a client everything after its last seq, in order, each event once."""
-        while True:
+        """Send a client everything after its last seq, in order, each event once; return
+        when its run is deleted."""
+        while not client.gone:
             if client.behind:
                 client.behind = False
                 if client.since is not None:
@@ -130,6 +132,8 @@ class Hub:
                 await self._replay(ws, client)
                 continue
             batch = await client.queue.get()
+            if client.gone:
+                return
             if batch is None or batch.last <= client.last_sent or client.since is not None:
                 continue
             if batch.first > client.last_sent + 1:
@@ -160,6 +164,13 @@ class Hub:
         """(the message, its last seq, its events) of the next BATCH events after since."""
         rows = self.store.events(run_id, since, BATCH)
         return (events_message(rows), rows[-1]["seq"], len(rows)) if rows else None
+
+    def _gone(self, run_id: str) -> None:
+        """The run was deleted: every client's pump ends (their pages say so)."""
+        for client in self.runs.get(run_id, ()):
+            client.gone = True
+            with contextlib.suppress(asyncio.QueueFull):
+                client.queue.put_nowait(None)  # wake the sender
 
     def _fan_out(self, run_id: str, batch: Batch) -> None:
         for client in self.runs.get(run_id, ()):
@@ -210,6 +221,8 @@ class Hub:
             # Tiny indexed reads (WAL readers never wait for writers): called directly, as a
             # thread handoff would cost more than the query, 50 times a second.
             seqs = self.store.last_seqs(due) if due else {}
+            for run_id in set(due) - set(seqs):
+                self._gone(run_id)  # deleted (last_seqs leaves unknown ids out)
             for run_id, seq in seqs.items():
                 if run_id in self.cursors and seq > self.cursors[run_id]:
                     self.fanned[run_id] = now

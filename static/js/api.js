@@ -1,4 +1,5 @@
-// The REST API, as the pages use it. Errors become Error objects carrying the server's message.
+// The REST API, as the pages use it. Errors become Error objects carrying the server's
+// message and the HTTP status (`err.status`: 404 means the run is gone, 409 a state conflict).
 
 async function request(method, path, body) {
   const init = { method, headers: {} };
@@ -9,7 +10,11 @@ async function request(method, path, body) {
   const response = await fetch(path, init);
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(describe(data.detail) || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const err = new Error(describe(data.detail) || `${response.status} ${response.statusText}`);
+    err.status = response.status;
+    throw err;
+  }
   return data;
 }
 
@@ -21,6 +26,14 @@ function describe(detail) {
   return "";
 }
 
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null) q.set(k, Array.isArray(v) ? v.join(",") : v);
+  }
+  return q.toString();
+}
+
 export const api = {
   presets: () => request("GET", "/api/presets"),
   runs: () => request("GET", "/api/runs"),
@@ -28,6 +41,20 @@ export const api = {
   create: (body) => request("POST", "/api/runs", body),
   control: (id, action) => request("POST", `/api/runs/${id}/${action}`),
   step: (id, n) => request("POST", `/api/runs/${id}/step`, { n }),
+  /** Change a run live: {pace: steps per second, or null for full speed}. */
+  patch: (id, changes) => request("PATCH", `/api/runs/${id}`, changes),
   remove: (id) => request("DELETE", `/api/runs/${id}`),
   metrics: (id, since = 0) => request("GET", `/api/runs/${id}/metrics?since=${since}`),
+  /** Series as min/max/last buckets: {names: [...], from, to, points}. */
+  history: (id, params) => request("GET", `/api/runs/${id}/history?${query(params)}`),
+  /** The recorded frame at or before `at`, or the first after `after`; null when none (a
+   * deleted run also answers 404: its websocket's close says so). */
+  frame: async (id, { at, after }) => {
+    try {
+      return await request("GET", `/api/runs/${id}/frame?${query({ at, after })}`);
+    } catch (err) {
+      if (err.status === 404) return null;
+      throw err;
+    }
+  },
 };

@@ -63,9 +63,13 @@ function overrides() {
 }
 
 form.preset.addEventListener("change", () => fill(form.preset.value));
+// "start paused": the run waits at step 0, its first frame drawn, for play or step.
+const startPaused = document.getElementById("start-paused");
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
-  start({ preset: form.preset.value, config: overrides() });
+  const config = overrides();
+  if (startPaused.checked) config.start_paused = true;
+  start({ preset: form.preset.value, config });
 });
 
 api.presets().then((data) => {

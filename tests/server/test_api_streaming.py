@@ -161,3 +161,22 @@ def test_a_crowded_run_gets_fewer_bigger_batches_and_every_step(
         assert record["state"] == "finished"
     finally:
         server.kill()
+
+
+def test_an_open_stream_closes_4404_when_its_run_is_deleted(server: Server) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    rid = server.create("moons", steps=1_000_000)["id"]
+    server.wait_for(rid, lambda r: r["state"] == "running")
+    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=30))["kind"] == "hello"
+        assert server.request("DELETE", f"/api/runs/{rid}").status_code == 204
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                ws.recv(timeout=10)  # live events until the hub sees the run gone
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4404, closed
+            assert "deleted" in closed.rcvd.reason
+        else:
+            raise AssertionError("the stream stayed open after its run was deleted")

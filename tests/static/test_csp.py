@@ -78,6 +78,8 @@ def test_every_page_runs_under_the_policy(dashboard: Server, strict_page: Any) -
     page.get_by_role("button", name="Napkin").click()
     page.wait_for_url("**/runs/*", timeout=TIMEOUT)
     napkin = page.url.rsplit("/", 1)[1]
+    # Paced for watching (30 s): full speed here.
+    dashboard.request("PATCH", f"/api/runs/{napkin}", json={"pace": None})
     wait_finished(page)
     # The graph panel: viz.js compiled Graphviz (WebAssembly) and drew the SVG.
     page.wait_for_selector("#panel-graph svg g.node", timeout=TIMEOUT)
@@ -114,7 +116,7 @@ def test_the_page_controls_post_under_the_policy(dashboard: Server, strict_page:
     page = strict_page
     open_page(page, f"{dashboard.url}/runs/{run['id']}")
     expect(page.locator("#state-badge")).to_have_text("running", timeout=TIMEOUT)
-    page.locator("button[data-action=pause]").click()
+    page.locator("button[data-action=toggle]").click()  # play/pause: Pause while running
     expect(page.locator("#state-badge")).to_have_text("paused", timeout=TIMEOUT)
     page.locator("button[data-action=stop]").click()
     expect(page.locator("#state-badge")).to_have_text("stopped", timeout=TIMEOUT)

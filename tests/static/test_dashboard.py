@@ -13,10 +13,14 @@ TIMEOUT = 90_000  # ms
 
 
 def _start_featured(page: Any, server: Server, title: str) -> str:
+    """Start a featured preset from its button; then full speed (it is paced for watching)."""
     page.goto(server.url + "/")
     page.get_by_role("button", name=title).click()
     page.wait_for_url("**/runs/*")
-    return page.url.rsplit("/", 1)[1]
+    run_id = page.url.rsplit("/", 1)[1]
+    r = server.request("PATCH", f"/api/runs/{run_id}", json={"pace": None})
+    assert r.status_code in (200, 409), r.text  # 409: it finished already
+    return run_id
 
 
 def _state(page: Any) -> str:
@@ -121,15 +125,14 @@ def test_pause_step_resume_from_the_page(dashboard: Server, page: Any) -> None:
     time.sleep(0.7)
     assert page.locator("#step-counter").inner_text() == frozen
     assert page.locator("#panel-loss").get_attribute("data-points") == points
-    page.fill("#step-n", "5")
-    page.get_by_role("button", name="Step n").click()
+    page.get_by_role("button", name="Step 10", exact=True).click()
     page.wait_for_function(
-        f"document.querySelector('#step-counter').textContent === '{int(frozen) + 5}'"
+        f"document.querySelector('#step-counter').textContent === '{int(frozen) + 10}'"
     )
-    assert dashboard.run(run["id"])["step"] == int(frozen) + 5
+    assert dashboard.run(run["id"])["step"] == int(frozen) + 10
     page.get_by_role("button", name="Resume").click()
     page.wait_for_function(
-        f"Number(document.querySelector('#step-counter').textContent) > {int(frozen) + 50}",
+        f"Number(document.querySelector('#step-counter').textContent) > {int(frozen) + 60}",
         timeout=TIMEOUT,
     )
     page.get_by_role("button", name="Stop").click()
@@ -138,9 +141,12 @@ def test_pause_step_resume_from_the_page(dashboard: Server, page: Any) -> None:
 
 def test_reconnect_resumes_without_a_gap(dashboard: Server, page: Any) -> None:
     page.allowed_errors = ("WebSocket connection to",)  # the server is down on purpose
-    run = dashboard.create("moons", steps=20_000)
+    # Started paused and resumed once the page is live: the page sees every event itself.
+    run = dashboard.create("moons", steps=20_000, start_paused=True)
     rid = run["id"]
     page.goto(f"{dashboard.url}/runs/{rid}")
+    page.wait_for_function("document.querySelector('#state-badge').textContent === 'paused'")
+    assert dashboard.request("POST", f"/api/runs/{rid}/resume").status_code == 200
     page.wait_for_function(
         "Number(document.querySelector('#step-counter').textContent) > 500", timeout=TIMEOUT
     )

@@ -19,9 +19,12 @@ def _x_mode(page: Any, mode: str) -> dict[str, str]:
 
 
 def test_x_by_step_epoch_and_time(dashboard: Server, page: Any) -> None:
-    # 400 moons in batches of 32: 13 steps an epoch (the last batch short), 60 steps.
-    run = dashboard.create("moons", steps=60, batch_size=32)
+    # 400 moons in batches of 32: 13 steps an epoch (the last batch short), 60 steps. Started
+    # paused and resumed once the page is live, so every point arrives live with its time.
+    run = dashboard.create("moons", steps=60, batch_size=32, start_paused=True)
     page.goto(f"{dashboard.url}/runs/{run['id']}")
+    page.wait_for_function("document.querySelector('#state-badge').textContent === 'paused'")
+    assert dashboard.request("POST", f"/api/runs/{run['id']}/resume").status_code == 200
     page.wait_for_function(
         "document.querySelector('#state-badge').textContent === 'finished'", timeout=TIMEOUT
     )

@@ -172,6 +172,8 @@ async def run_stream(
     try:
         pump = asyncio.create_task(hub.pump(ws, client))
         await _serve(ws, pump, on_text, settings.ws_max_message_bytes)
+        if client.gone:
+            await _close(ws, CLOSE_UNKNOWN_RUN, f"run {run_id} was deleted")
     finally:
         hub.unsubscribe(client)
 

@@ -1,10 +1,15 @@
 // The one chart helper of every uPlot chart (the loss, weights and health panels, /compare):
-// uPlot at its element's width and kept there on resize, the palette, series styles, the
-// display downsampling, and History, the bounded history a panel keeps of its events.
+// uPlot at its element's width and kept there on resize, a step marker (the timeline's
+// cursor), the palette, series styles, the display downsampling, History (the bounded
+// history a panel keeps of its events) and alignSeries (the server's bucketed history as
+// columns).
 import uPlot from "/static/vendor/uPlot.esm.js";
 
 export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
+// A chart panel redraws for live data at most this often (ms; run.js): 12 repaints a second
+// look continuous, and leave a paced run's screen frames to the panels that show each step.
+export const CHART_EVERY = 80;
 const MIN_WIDTH = 300; // px; a narrower chart has no room for its axes
 const FALLBACK_WIDTH = 560; // px, while the element is not laid out yet (a hidden panel)
 
@@ -23,14 +28,48 @@ export function reference(label) {
   return { label, stroke: "#000", dash: [6, 4], width: 1, points: { show: false } };
 }
 
+// Draws a dashed vertical line at the x value `marker.x` (null: none), over the series.
+function markerPlugin(marker) {
+  return {
+    hooks: {
+      draw: (u) => {
+        if (marker.x === null) return;
+        const px = u.valToPos(marker.x, "x", true);
+        const { left, top, width, height } = u.bbox;
+        if (!(px >= left - 1 && px <= left + width + 1)) return; // off the (zoomed) range
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#111827";
+        ctx.lineWidth = Math.max(1, devicePixelRatio * 1.5);
+        ctx.setLineDash([5 * devicePixelRatio, 3 * devicePixelRatio]);
+        ctx.beginPath();
+        ctx.moveTo(Math.round(px), top);
+        ctx.lineTo(Math.round(px), top + height);
+        ctx.stroke();
+        ctx.restore();
+      },
+    },
+  };
+}
+
 /**
  * A uPlot chart in `el`, as wide as `el` and following its width as the layout changes;
  * `opts` is uPlot's, with `height` required and a numeric (not time) x scale by default.
- * `destroy()` also stops following.
+ * `destroy()` also stops following. `setMarker(x)` draws a vertical line at x (the step a
+ * scrubbed timeline shows; null removes it) without touching the data.
  */
 export function makeChart(el, opts, data) {
   const width = Math.max(MIN_WIDTH, el.clientWidth || FALLBACK_WIDTH);
-  const plot = new uPlot({ width, ...opts, scales: { x: { time: false }, ...opts.scales } }, data, el);
+  const marker = { x: null };
+  const plot = new uPlot({ width, ...opts, scales: { x: { time: false }, ...opts.scales },
+    plugins: [...(opts.plugins || []), markerPlugin(marker)] }, data, el);
+  plot.setMarker = (x) => {
+    const v = x ?? null;
+    if (v === marker.x) return;
+    marker.x = v;
+    el.dataset.marker = v === null ? "" : v;
+    plot.redraw(false);
+  };
   const resize = new ResizeObserver(() => {
     const w = Math.max(MIN_WIDTH, el.clientWidth);
     if (Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height: plot.height });
@@ -96,8 +135,50 @@ export class History {
     this.tail = (this.count - 1) % this.stride !== 0;
   }
 
+  /** Drops the rows whose first column (the step) is `x` or later, so a step received again
+   * (live after the hello's summary, or redone by a run resumed from its checkpoint)
+   * replaces its row; `count` forgets them (exactly while nothing is thinned). */
+  dropFrom(x) {
+    let n = this.n;
+    if (!n || !(this.cols[0][n - 1] >= x)) return;
+    while (n && this.cols[0][n - 1] >= x) {
+      for (const c of this.cols) c.pop();
+      n--;
+      this.count--;
+    }
+    this.tail = false;
+  }
+
+  /** The index of the last row whose first column is at most x; -1 if none. */
+  indexAt(x) {
+    const s = this.cols[0];
+    let lo = 0, hi = s.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (s[mid] <= x) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found;
+  }
+
   /** Column k's newest value. */
   last(k) {
     return this.cols[k][this.n - 1];
   }
+}
+
+/**
+ * The server's history (the websocket hello's `history.series`, or GET .../history's: name ->
+ * {step, min, max, last}) as one table: `steps`, the union of the named series' steps in
+ * order, and per name its `field` at each of them (null where that series has no bucket).
+ */
+export function alignSeries(series, names, field = "last") {
+  const steps = [...new Set(names.flatMap((n) => series[n]?.step || []))].sort((a, b) => a - b);
+  const at = new Map(steps.map((s, i) => [s, i]));
+  const cols = names.map((n) => {
+    const col = new Array(steps.length).fill(null);
+    const src = series[n];
+    if (src) src.step.forEach((s, i) => { col[at.get(s)] = src[field][i] ?? null; });
+    return col;
+  });
+  return { steps, cols };
 }

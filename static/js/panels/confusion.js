@@ -5,11 +5,13 @@
 //   {"type": "confusion", "step": 938, "data": {"labels": [0, 1, ...], "matrix": [[int]]}}
 // Backend route: GET /api/runs/{id}/snapshots/confusion?at=STEP
 
-import { LatestPanel } from "./latest.js";
+import { FramePanel } from "./frame.js";
 
-export default class ConfusionPanel extends LatestPanel {
+export default class ConfusionPanel extends FramePanel {
   draw() {
-    const { labels, matrix } = this.latest.data;
+    const confusion = this.get("confusion");
+    if (!confusion) return this.nothing("confusion matrix");
+    const { labels, matrix } = confusion.data;
     const table = document.createElement("table");
     table.className = "confusion";
     const head = document.createElement("tr");
@@ -41,10 +43,12 @@ export default class ConfusionPanel extends LatestPanel {
     });
     const caption = document.createElement("p");
     caption.className = "muted";
-    caption.textContent = `step ${this.latest.step}: ${correct} of ${total} right ` +
+    // The matrix is the latest epoch end's: its own step may be before the frame's.
+    const at = confusion.step === this.step ? "" : ` (matrix of step ${confusion.step})`;
+    caption.textContent = `step ${this.step}${at}: ${correct} of ${total} right ` +
       `(${(100 * correct / Math.max(1, total)).toFixed(2)}%)`;
     this.body.replaceChildren(table, caption);
-    this.el.dataset.step = this.latest.step;
+    this.stamp();
     this.el.dataset.correct = correct;
     this.el.dataset.total = total;
   }

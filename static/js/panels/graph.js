@@ -18,8 +18,11 @@
 // Backend route: GET /api/runs/{id}/snapshots/graph and .../graph_values?at=STEP
 // Test hooks on the panel: data-nodes (value nodes in the graph), data-groups (layer boxes,
 // 0 when not collapsible), data-expanded (layers expanded), data-shown (value nodes drawn),
-// data-step (of the values shown). Layer boxes are `g.node[data-group]` in the SVG.
+// data-step (the step depicted). Layer boxes are `g.node[data-group]` in the SVG.
+// A FramePanel (frame.js): live, or the timeline's frame; the SVG is rendered again only when
+// the graph event itself changes, a frame's values are written into it in place.
 import { instance } from "/static/vendor/viz.js";
+import { FramePanel } from "./frame.js";
 
 export const COLLAPSE_ABOVE = 60; // value nodes; beyond it a graph is drawn one box per layer
 
@@ -60,11 +63,15 @@ function gradSquares(node, g) {
   return n * (g.std * g.std + g.mean * g.mean);
 }
 
-export default class GraphPanel {
+// Whether two graph events are the same record (a frame's copy of the live one is).
+function same(a, b) {
+  return a === b || (a !== null && b !== null && a.step === b.step && a.seq === b.seq);
+}
+
+export default class GraphPanel extends FramePanel {
   constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
-    this.graph = null;
+    super(el);
+    this.graph = null; // the graph event rendered
     this.values = null;
     this.stale = false; // the SVG needs (re)rendering
     this.token = 0; // the latest render; an older one still awaiting viz gives way
@@ -82,16 +89,17 @@ export default class GraphPanel {
     });
   }
 
-  add(e) {
-    this.el.hidden = false;
-    if (e.type === "graph") {
-      this.graph = e;
-      this.groups = this.grouping(e.data);
-      this.expanded.clear();
-      this.stale = true;
-    } else {
-      this.values = e;
-    }
+  // The shown graph and values; a new graph is rendered again (layers collapsed, unless it
+  // has the same groups as the one drawn).
+  pick() {
+    const graph = this.get("graph");
+    this.values = this.get("graph_values");
+    if (same(graph, this.graph)) return;
+    const groups = graph ? this.grouping(graph.data) : [];
+    if (groups.length !== this.groups.length) this.expanded.clear();
+    this.graph = graph;
+    this.groups = groups;
+    this.stale = true;
   }
 
   // The server's groups as node indices; none (draw the DOT as it is) for a small graph, or
@@ -117,11 +125,15 @@ export default class GraphPanel {
   }
 
   draw() {
+    this.pick();
+    if (!this.graph) return this.nothing("computation graph");
     if (this.stale) this.render();
     else this.applyValues();
+    this.stamp();
   }
 
   async render() {
+    this.pick(); // the shown graph (live or the timeline's frame)
     this.stale = false;
     const token = ++this.token;
     vizPromise ??= instance();
@@ -209,7 +221,7 @@ export default class GraphPanel {
       if (t.grad) t.grad.textContent = field("grad", grad[i]);
     }
     for (const [k, t] of this.groupTexts) t.textContent = this.figure(this.groups[k], data, grad);
-    this.el.dataset.step = this.values.step;
+    this.stamp();
   }
 
   // A collapsed layer's live figure: its parameters' gradient norm, or the loss's value.

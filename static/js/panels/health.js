@@ -6,10 +6,18 @@
 //   {"type": "health", "step": 50, "data": {"grad_norm": {"0.weight": 0.4},
 //     "update_ratio": {"0.weight": 0.001}, "dead_relu": {"1": 0.05}}}
 // Backend route: GET /api/runs/{id}/snapshots/health?at=STEP
+// An update_ratio of null is unknown for that record (no update was seen): a gap in the line
+// and a blank in the table, never a warning.
 // A NaN/Inf failure (a `state` event "failed" naming the op) is shown by the page's banner.
-// Test hooks: the panel's data-records (events seen), data-stored (records kept) and
-// data-step; each chart's div has data-chart (the key), data-series and data-points.
-import { History, line, makeChart, reference } from "./chart.js";
+// The charts start from the websocket hello's history (`grad_norm/<param>`,
+// `update_ratio/<param>`, `dead_relu/<module>` series: each bucket's last value) and grow
+// with live events; the table is the shown frame's record (frame.js), and a scrubbed panel
+// marks the frame's step on the charts.
+// Test hooks: the panel's data-records (records seen: seeded buckets and events),
+// data-stored (records kept) and data-step; each chart's div has data-chart (the key),
+// data-series, data-points and data-marker (the marked step, "" for none).
+import { FramePanel } from "./frame.js";
+import { CHART_EVERY, History, alignSeries, line, makeChart, reference } from "./chart.js";
 
 // Records kept: at twice this many every other one is dropped and from then on only every
 // second record is kept (then every fourth, ...), so a long run keeps its whole history,
@@ -46,43 +54,66 @@ function cell(tag, text, cls = "") {
   return c;
 }
 
-export default class HealthPanel {
+export default class HealthPanel extends FramePanel {
   constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
-    this.latest = null;
+    super(el);
     this.history = new History(2 * MAX_STORED); // column 0: the step; then one per series
     this.columns = Object.fromEntries(CHARTS.map((c) => [c.key, new Map()])); // name -> column
     this.hidden = Object.fromEntries(CHARTS.map((c) => [c.key, new Set()])); // past MAX_SERIES
     this.plots = {}; // key -> {plot, div, caption, n}
+    this.throttle = CHART_EVERY; // ms between live redraws (run.js): canvases are costly
     this.chartsEl = cell("div", "", "health-charts");
     this.tableEl = cell("div", "", "health-latest");
     this.body.append(this.chartsEl, this.tableEl);
   }
 
+  // The column of a series, made on first sight (null: past MAX_SERIES, table only).
+  column(key, name) {
+    const m = this.columns[key];
+    if (!m.has(name)) {
+      if (m.size >= MAX_SERIES) { this.hidden[key].add(name); return null; }
+      m.set(name, this.history.addColumn()); // a name that shows up late: gap before
+    }
+    return m.get(name);
+  }
+
   add(e) {
-    this.el.hidden = false;
-    this.latest = e;
+    super.add(e);
     const row = [e.step]; // a name gone missing from this record: null, a gap in its line
     for (const { key } of CHARTS) {
-      const m = this.columns[key];
       for (const [name, v] of Object.entries(e.data[key] || {})) {
-        if (!m.has(name)) {
-          if (m.size >= MAX_SERIES) { this.hidden[key].add(name); continue; }
-          m.set(name, this.history.addColumn()); // a name that shows up late: gap before
-        }
-        row[m.get(name)] = finite(v);
+        const k = this.column(key, name);
+        if (k !== null) row[k] = finite(v);
       }
     }
+    this.history.dropFrom(e.step); // a step recorded again replaces its row
     this.history.add(row);
   }
 
+  /** The hello's history: each health series' buckets (their last values) as records. */
+  seed(history) {
+    const names = Object.keys(history?.series || {})
+      .filter((n) => CHARTS.some(({ key }) => n.startsWith(`${key}/`)));
+    if (!names.length) return;
+    const cols = names.map((n) => {
+      const slash = n.indexOf("/");
+      return this.column(n.slice(0, slash), n.slice(slash + 1));
+    });
+    const { steps, cols: values } = alignSeries(history.series, names);
+    steps.forEach((step, i) => {
+      const row = [step];
+      cols.forEach((k, j) => { if (k !== null) row[k] = finite(values[j][i]); });
+      this.history.add(row);
+    });
+    this.el.hidden = false;
+  }
+
   draw() {
-    if (!this.latest) return;
+    if (!this.history.n && !this.get("health")) return;
     for (const chart of CHARTS) this.drawChart(chart);
     this.drawTable();
-    Object.assign(this.el.dataset, { records: this.history.count, stored: this.history.n,
-      step: this.latest.step });
+    Object.assign(this.el.dataset, { records: this.history.count, stored: this.history.n });
+    this.stamp();
   }
 
   drawChart(chart) {
@@ -100,6 +131,7 @@ export default class HealthPanel {
     }
     if (chart.ref) data.push(steps.map(() => chart.ref));
     entry.plot.setData(data);
+    entry.plot.setMarker(this.scrubbed ? this.step : null);
     entry.div.dataset.points = steps.length;
     const more = this.hidden[chart.key].size ? ` (the first ${names.length}; the table has them all)` : "";
     entry.caption.textContent = `${chart.label} over steps${chart.log ? ", log scale" : ""}${more}`;
@@ -133,15 +165,21 @@ export default class HealthPanel {
   }
 
   drawTable() {
-    const { grad_norm: g = {}, update_ratio: u = {}, dead_relu: d = {} } = this.latest.data;
+    const record = this.get("health");
+    if (!record) {
+      this.tableEl.replaceChildren(cell("p", `no health record by step ${this.step}`, "muted"));
+      return;
+    }
+    const { grad_norm: g = {}, update_ratio: u = {}, dead_relu: d = {} } = record.data;
     const head = document.createElement("tr");
     head.append(cell("th", "parameter"), cell("th", "grad norm"), cell("th", "update/weight"));
     const rows = Object.keys(g).map((name) => {
       const ratio = u[name];
       const warn = typeof ratio === "number" && (ratio > 1e-1 || ratio < 1e-6) ? " warn" : "";
       const tr = document.createElement("tr");
+      // null: unknown at this record (no update seen), shown blank, never a warning.
       tr.append(cell("th", name), cell("td", fmt(g[name]), "num"),
-        cell("td", ratio === undefined ? "" : fmt(ratio), `num${warn}`));
+        cell("td", ratio === undefined || ratio === null ? "" : fmt(ratio), `num${warn}`));
       return tr;
     });
     const table = document.createElement("table");
@@ -150,7 +188,7 @@ export default class HealthPanel {
     thead.append(head);
     tbody.append(...rows);
     table.append(thead, tbody);
-    const parts = [cell("p", `as of step ${this.latest.step}`, "muted"), table];
+    const parts = [cell("p", `as of step ${record.step}`, "muted"), table];
     const dead = Object.entries(d).map(([m, f]) => {
       const tr = document.createElement("tr");
       const share = typeof f === "number" ? `${(100 * f).toFixed(1)}% dead` : String(f);

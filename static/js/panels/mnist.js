@@ -8,6 +8,9 @@
 //    "items": [{"index": 3206, "label": 8, "pred": 3, "confidence": 0.99}, ...],
 //    "images": ["<base64 of 784 uint8, 255 = ink>", ...]}}
 // Backend routes: GET /api/runs/{id}/snapshots/first_layer and .../snapshots/misclassified
+// A FramePanel (frame.js): live, or the timeline's frame. Test hooks: the panel's data-step;
+// each strip's data-step (its own event's) and data-count.
+import { FramePanel } from "./frame.js";
 
 function bytesOf(b64) {
   const s = atob(b64);
@@ -43,10 +46,9 @@ function paint(canvas, bytes, [h, w], colour) {
   ctx.putImageData(img, 0, 0);
 }
 
-export default class MnistPanel {
+export default class MnistPanel extends FramePanel {
   constructor(el) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
+    super(el);
     this.units = document.createElement("div");
     this.units.className = "digit-grid units";
     this.unitsCaption = document.createElement("p");
@@ -60,22 +62,16 @@ export default class MnistPanel {
     const h2 = document.createElement("h3");
     h2.textContent = "Most confident mistakes on the test set";
     this.body.replaceChildren(h1, this.units, this.unitsCaption, h2, this.misses, this.missesCaption);
-    this.weights = null;
-    this.wrong = null;
+    this.shown = { first_layer: null, misclassified: null }; // the events painted
   }
 
-  add(e) {
-    this.el.hidden = false;
-    if (e.type === "first_layer") this.weights = e;
-    else this.wrong = e;
-    this.fresh = (this.fresh || new Set()).add(e.type);
-  }
-
+  // Repaint a strip only when its event changed: images are the costly part.
   draw() {
-    const fresh = this.fresh || new Set();
-    this.fresh = new Set();
-    if (this.weights && fresh.has("first_layer")) this.drawUnits(this.weights);
-    if (this.wrong && fresh.has("misclassified")) this.drawMisses(this.wrong);
+    const weights = this.get("first_layer"), wrong = this.get("misclassified");
+    if (weights !== this.shown.first_layer) this.drawUnits(weights);
+    if (wrong !== this.shown.misclassified) this.drawMisses(wrong);
+    this.shown = { first_layer: weights, misclassified: wrong };
+    this.stamp();
   }
 
   // Reuse the canvases: a new snapshot only repaints them, so memory stays flat.
@@ -89,7 +85,13 @@ export default class MnistPanel {
     return [...grid.children];
   }
 
-  drawUnits({ step, data }) {
+  drawUnits(e) {
+    if (!e) {
+      this.cells(this.units, 0);
+      this.unitsCaption.textContent = `no first-layer images recorded by step ${this.step}`;
+      return;
+    }
+    const { step, data } = e;
     const figs = this.cells(this.units, data.images.length);
     data.images.forEach((b64, i) => {
       const [canvas, cap] = figs[i].children;
@@ -102,7 +104,13 @@ export default class MnistPanel {
     this.units.dataset.count = data.images.length;
   }
 
-  drawMisses({ step, data }) {
+  drawMisses(e) {
+    if (!e) {
+      this.cells(this.misses, 0);
+      this.missesCaption.textContent = `no test-set mistakes recorded by step ${this.step}`;
+      return;
+    }
+    const { step, data } = e;
     const figs = this.cells(this.misses, data.images.length);
     data.items.forEach((item, i) => {
       const [canvas, cap] = figs[i].children;

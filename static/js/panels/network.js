@@ -9,7 +9,7 @@
 //     "structure": {"0.weight": {"layer": 0, "unit": null, "input": null, "kind": "weight"}}}}
 //   (scalar runs: one entry per weight, e.g. "L0.N1.w2": {"layer": 0, "unit": 1, "input": 2})
 // Backend route: GET /api/runs/{id}/snapshots/weights?at=STEP
-import { LatestPanel } from "./latest.js";
+import { FramePanel } from "./frame.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const MAX_UNITS = 24; // per column; bigger layers show their first units
@@ -32,33 +32,54 @@ export function layers({ params, shapes, structure }) {
   return mats.filter(Boolean);
 }
 
-export default class NetworkPanel extends LatestPanel {
+// An edge's look: orange for +, blue for -, as thick as |w| relative to the largest.
+function paint(line, w, max) {
+  line.setAttribute("stroke", w >= 0 ? "#f28e2b" : "#4e79a7");
+  line.setAttribute("stroke-width", (0.3 + 4 * Math.abs(w) / max).toFixed(2));
+  line.dataset.w = w;
+}
+
+export default class NetworkPanel extends FramePanel {
   draw() {
-    const mats = layers(this.latest.data);
+    const weights = this.get("weights");
+    if (!weights) return this.nothing("weights");
+    const mats = layers(weights.data);
     if (!mats.length) return;
     const sizes = [mats[0][0].length, ...mats.map((m) => m.length)].map((n) => Math.min(n, MAX_UNITS));
+    const edges = []; // [layer, out, in, w]
+    mats.forEach((m, l) => {
+      for (let o = 0; o < Math.min(m.length, MAX_UNITS); o++) {
+        for (let i = 0; i < Math.min(m[o].length, MAX_UNITS); i++) edges.push([l, o, i, m[o][i]]);
+      }
+    });
+    let max = 1e-9;
+    for (const e of edges) max = Math.max(max, Math.abs(e[3]));
+    // The same network as drawn (every frame of a run): repaint its edges in place; a
+    // paced run redraws it up to 60 times a second.
+    const key = `${sizes.join("-")}:${edges.length}`;
+    if (key !== this.key || this.svg?.parentNode !== this.body) this.build(sizes, edges);
+    this.lines.forEach((line, k) => paint(line, edges[k][3], max));
+    this.caption.textContent = `step ${this.step} · layers ${sizes.join("–")} · ` +
+      `orange positive, blue negative, width |w| (max ${max.toFixed(3)})`;
+    this.key = key;
+    this.stamp();
+    this.el.dataset.edges = this.lines.length;
+  }
+
+  build(sizes, edges) {
     const W = 520, H = 260, pad = 24;
     const x = (c) => pad + (c * (W - 2 * pad)) / Math.max(1, sizes.length - 1);
     const y = (c, i) => (H * (i + 1)) / (sizes[c] + 1);
-    let max = 1e-9;
-    for (const m of mats) for (const row of m) for (const v of row) max = Math.max(max, Math.abs(v));
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.classList.add("network");
-    mats.forEach((m, l) => {
-      for (let o = 0; o < Math.min(m.length, MAX_UNITS); o++) {
-        for (let i = 0; i < Math.min(m[o].length, MAX_UNITS); i++) {
-          const w = m[o][i];
-          const line = document.createElementNS(SVG, "line");
-          line.setAttribute("x1", x(l)); line.setAttribute("y1", y(l, i));
-          line.setAttribute("x2", x(l + 1)); line.setAttribute("y2", y(l + 1, o));
-          line.setAttribute("stroke", w >= 0 ? "#f28e2b" : "#4e79a7");
-          line.setAttribute("stroke-width", (0.3 + 4 * Math.abs(w) / max).toFixed(2));
-          line.setAttribute("stroke-opacity", "0.75");
-          line.dataset.w = w;
-          svg.append(line);
-        }
-      }
+    this.lines = edges.map(([l, o, i]) => {
+      const line = document.createElementNS(SVG, "line");
+      line.setAttribute("x1", x(l)); line.setAttribute("y1", y(l, i));
+      line.setAttribute("x2", x(l + 1)); line.setAttribute("y2", y(l + 1, o));
+      line.setAttribute("stroke-opacity", "0.75");
+      svg.append(line);
+      return line;
     });
     sizes.forEach((n, c) => {
       for (let i = 0; i < n; i++) {
@@ -69,12 +90,9 @@ export default class NetworkPanel extends LatestPanel {
         svg.append(circle);
       }
     });
-    const caption = document.createElement("p");
-    caption.className = "muted";
-    caption.textContent = `step ${this.latest.step} · layers ${sizes.join("–")} · ` +
-      `orange positive, blue negative, width |w| (max ${max.toFixed(3)})`;
-    this.body.replaceChildren(svg, caption);
-    this.el.dataset.step = this.latest.step;
-    this.el.dataset.edges = svg.querySelectorAll("line").length;
+    this.caption = document.createElement("p");
+    this.caption.className = "muted";
+    this.svg = svg;
+    this.body.replaceChildren(svg, this.caption);
   }
 }

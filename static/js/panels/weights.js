@@ -7,19 +7,33 @@
 //   {"type": "histograms", "step": 50, "data": {"layers": {"0.weight": {"edges": [...],
 //     "counts": [...], "norm": 3.2, "sample": [...]}}}}
 // Backend route: GET /api/runs/{id}/snapshots/weights|histograms?at=STEP
-// Both histories are chart.js Histories: bounded, the newest record always shown.
+// Both histories are chart.js Histories: bounded, the newest record always shown. The
+// trajectories start from the websocket hello's history (`weight/<name>` and
+// `weight/<name>[i]` series, the first 24 weights: each bucket's last value) and grow with
+// live events; the table is the shown frame's weights (frame.js), and a scrubbed panel marks
+// the frame's step on the chart and the heat maps.
 // Test hooks: the panel's data-step and data-points (trajectory points held); each heat map's
 // canvas has data-layer, data-columns (columns held) and data-last-step (its newest column).
-import { History, line, makeChart, reference } from "./chart.js";
+import { FramePanel } from "./frame.js";
+import { CHART_EVERY, History, alignSeries, line, makeChart, reference } from "./chart.js";
 
 const MAX_SERIES = 24;
 export const MAX_POINTS = 2000; // trajectory points held: at twice this many, thinned
 export const MAX_COLUMNS = 300; // heat-map columns held per layer: at twice this many, thinned
 
-export default class WeightsPanel {
+// An event's weights flattened, by the names the history uses: `name`, or `name[i]` for
+// a parameter of several values.
+function flatten(params) {
+  const out = new Map();
+  for (const [name, vals] of Object.entries(params)) {
+    vals.forEach((v, i) => out.set(vals.length > 1 ? `${name}[${i}]` : name, v));
+  }
+  return out;
+}
+
+export default class WeightsPanel extends FramePanel {
   constructor(el, hello) {
-    this.el = el;
-    this.body = el.querySelector(".panel-body");
+    super(el);
     const ds = hello.config.dataset;
     // The first article's neuron averages size*size pixels: every weight should reach 1/size².
     this.target = ds.name === "rectangles" && hello.config.model.hidden.length === 0
@@ -27,35 +41,58 @@ export default class WeightsPanel {
     this.names = null;
     this.trajectory = null; // History: column 0 the step, then one per weight shown
     this.hist = new Map(); // layer -> {edges, norm, history: History of [step, counts]}
+    this.throttle = CHART_EVERY; // ms between live redraws (run.js): canvases are costly
+  }
+
+  start(names) {
+    this.names = names.slice(0, MAX_SERIES);
+    this.trajectory = new History(2 * MAX_POINTS, 1 + this.names.length);
   }
 
   add(e) {
-    this.el.hidden = false;
+    super.add(e);
     if (e.type === "weights") {
-      const flat = [];
-      const names = [];
-      for (const [name, vals] of Object.entries(e.data.params)) {
-        vals.forEach((v, i) => { names.push(vals.length > 1 ? `${name}[${i}]` : name); flat.push(v); });
-      }
-      if (!this.names) {
-        this.names = names.slice(0, MAX_SERIES);
-        this.trajectory = new History(2 * MAX_POINTS, 1 + this.names.length);
-      }
-      this.trajectory.add([e.step, ...flat.slice(0, this.names.length)]);
+      const flat = flatten(e.data.params);
+      if (!this.names) this.start([...flat.keys()]);
+      this.trajectory.dropFrom(e.step); // a step recorded again replaces its row
+      this.trajectory.add([e.step, ...this.names.map((n) => flat.get(n))]);
     } else {
-      for (const [layer, h] of Object.entries(e.data.layers)) {
-        const entry = this.hist.get(layer) ||
-          { edges: h.edges, norm: 0, history: new History(2 * MAX_COLUMNS, 2) };
-        entry.history.add([e.step, h.counts]);
-        entry.norm = h.norm;
-        this.hist.set(layer, entry);
-      }
+      this.addHistograms(e);
     }
+  }
+
+  addHistograms(e) {
+    for (const [layer, h] of Object.entries(e.data.layers)) {
+      const entry = this.hist.get(layer) ||
+        { edges: h.edges, norm: 0, history: new History(2 * MAX_COLUMNS, 2) };
+      entry.history.dropFrom(e.step);
+      entry.history.add([e.step, h.counts]);
+      entry.norm = h.norm;
+      this.hist.set(layer, entry);
+    }
+  }
+
+  /** The hello's history: the weight series' buckets (their last values) as trajectory points. */
+  seed(history) {
+    const names = Object.keys(history?.series || {}).filter((n) => n.startsWith("weight/"));
+    if (!names.length) return;
+    this.start(names.map((n) => n.slice("weight/".length)));
+    const { steps, cols } = alignSeries(history.series, names.slice(0, this.names.length));
+    steps.forEach((step, i) => this.trajectory.add([step, ...cols.map((c) => c[i])]));
+    this.el.hidden = false;
+  }
+
+  /** The hello's frame: the live state, and its histograms the heat maps' first column (the
+   * history has no histogram series). */
+  seedFrame(events, step) {
+    super.seedFrame(events, step);
+    for (const e of events) if (e.type === "histograms") this.addHistograms(e);
   }
 
   draw() {
     if (this.names) this.drawTrajectories();
     if (this.hist.size) this.drawHeatmaps();
+    this.stamp();
   }
 
   drawTrajectories() {
@@ -85,16 +122,21 @@ export default class WeightsPanel {
     const data = [...this.trajectory.cols]; // step, then each weight
     if (this.target !== null) data.push(data[0].map(() => this.target));
     this.plot.setData(data);
+    this.plot.setMarker(this.scrubbed ? this.step : null);
+    // The table: the shown frame's weights (live: the latest event; before any, the
+    // trajectory's newest point).
+    const shown = this.get("weights");
+    const flat = shown ? flatten(shown.data.params) : null;
     this.legend.replaceChildren(...this.names.map((n, i) => {
       const tr = document.createElement("tr");
-      const v = this.trajectory.last(i + 1);
+      const v = flat ? flat.get(n) : this.trajectory.last(i + 1);
       tr.innerHTML = `<th></th><td class="num" data-weight=""></td>`;
       tr.firstChild.textContent = n;
       tr.lastChild.dataset.weight = n;
-      tr.lastChild.textContent = v.toFixed(4);
+      tr.lastChild.textContent = typeof v === "number" ? v.toFixed(4) : String(v ?? "");
       return tr;
     }));
-    this.el.dataset.step = this.trajectory.last(0);
+    if (this.step === null) this.el.dataset.step = this.trajectory.last(0);
     this.el.dataset.points = this.trajectory.n;
   }
 
@@ -128,6 +170,15 @@ export default class WeightsPanel {
           ctx.fillRect(c * w, canvas.height - (b + 1) * hh, Math.ceil(w), Math.ceil(hh));
         });
       });
+      if (this.scrubbed) { // the frame's column, marked like the charts' cursor
+        const c = h.history.indexAt(this.step);
+        if (c >= 0) {
+          ctx.strokeStyle = "#111827";
+          ctx.setLineDash([4, 3]);
+          ctx.strokeRect(c * w + 0.5, 0.5, Math.max(1, Math.ceil(w) - 1), canvas.height - 1);
+          ctx.setLineDash([]);
+        }
+      }
     }
   }
 }
