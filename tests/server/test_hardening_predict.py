@@ -131,5 +131,7 @@ def test_predictions_beyond_the_queue_get_a_429_with_retry_after() -> None:
         await asyncio.gather(*tasks)
         return status, headers, turns.waiting
 
-    status, headers, waiting = asyncio.run(scenario())
+    # In a thread: a Playwright test earlier in this worker may hold a running loop here.
+    with ThreadPoolExecutor(1) as pool:
+        status, headers, waiting = pool.submit(asyncio.run, scenario()).result(timeout=60)
     assert status == 429 and headers["Retry-After"] == "1" and waiting == 0

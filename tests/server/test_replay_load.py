@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_many_replaying_clients_leave_rest_responsive(long_run: tuple) -> None:
         async def everyone() -> list[list[int]]:
             return await asyncio.gather(*(replay_all(url, last) for _ in range(CLIENTS)))
 
-        results = asyncio.run(everyone())
+        # In a thread: a Playwright test earlier in this worker may hold a running loop here.
+        with ThreadPoolExecutor(1) as pool:
+            results = pool.submit(asyncio.run, everyone()).result(timeout=240)
     finally:
         done.set()
         prober.join(30)
