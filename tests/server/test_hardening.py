@@ -362,7 +362,10 @@ def test_a_websocket_outlives_the_header_deadline(open_server: Server) -> None:
     s = open_server
     bearer = {"Authorization": "Bearer t0k3n-for-the-flood"}
     rid = s.request(
-        "POST", "/api/runs", json={"preset": "xor", "config": {"steps": 20}}, headers=bearer
+        "POST",
+        "/api/runs",
+        json={"preset": "xor", "config": {"steps": 20, "start_paused": True}},
+        headers=bearer,
     ).json()["id"]
     with connect(f"{s.ws_url}/ws/runs/{rid}", additional_headers=bearer, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["kind"] == "hello"

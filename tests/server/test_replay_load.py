@@ -25,7 +25,7 @@ CLIENTS = 20
 def long_run(tmp_path_factory: pytest.TempPathFactory, real_mnist: Path) -> Iterator[tuple]:
     data = tmp_path_factory.mktemp("replay") / "data"
     store = Store(data)
-    run_id, _ = write_run(store, 30_000, record_every=100, truth=False)
+    run_id, _ = write_run(store, 20_000, record_every=100, truth=False)
     last = store.last_seqs([run_id])[run_id]
     store.close()
     s = Server(data, {"GRADSCOPE_MNIST_DIR": str(real_mnist)}).start()

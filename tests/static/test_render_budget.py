@@ -54,14 +54,9 @@ def _append(store: Store, run_id: str, first_step: int, count: int) -> None:
         events = []
         for step in range(first_step + start, first_step + min(start + CHUNK, count)):
             loss = 1.0 / (1.0 + step * 1e-4) + 0.01 * ((step * 7919) % 13) / 13
-            events.append(
-                {
-                    "type": "metrics",
-                    "step": step,
-                    "t": 1.7e9 + step * 1e-3,
-                    "data": {"epoch": step, "train_loss": loss},
-                }
-            )
+            # A step's metrics as the training loop hands them over (a StepLoss tuple):
+            # the event {"epoch": step, "train_loss": loss} at that step and time.
+            events.append((step, 1.7e9 + step * 1e-3, step, loss))
         store.append_events(run_id, events)
 
 
