@@ -57,7 +57,7 @@ class TrainingLoop:
         config: RunConfig,
         control: Connection | None = None,
         on_progress: Callable[[TrainingLoop], None] | None = None,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.1,
     ) -> None:
         self.store, self.run_id, self.trainer, self.config = store, run_id, trainer, config
         self.control, self.on_progress = control, on_progress

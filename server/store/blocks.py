@@ -21,10 +21,12 @@ import numpy as np
 from gradscope.server.store.series import KINDS, Samples, event_samples, kind_of
 
 # Block sizes in steps, each 16x the last: a bucket of history is made of fewer than 16
-# blocks of the coarsest level that fits in it, and the finest leaves under 16 raw steps at
-# each end of a range. Few levels, as a commit reads back and merges the block it began
-# at each level (a commit's other blocks are new).
-LEVELS = (16, 256, 4096, 65536)
+# blocks of the coarsest level that fits in it, and the finest leaves under 256 raw steps
+# at each end of a range. Few levels, as a commit reads back and merges the block it began
+# at each level (a commit's other blocks are new). No level of 16: its rows (one per 16
+# steps) were most of a commit's summary cost, and 256 raw steps read from a pack in
+# microseconds (bench/history.py: +0.2 ms per 300-step commit, was +0.3).
+LEVELS = (256, 4096, 65536)
 FINEST, TOP = LEVELS[0], LEVELS[-1]
 _SIZES = np.array(LEVELS, np.int64)
 # A row holds the series of one group: the metrics (a commit of steps alone rewrites these

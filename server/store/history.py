@@ -4,9 +4,10 @@
 series' first step, min, max and last value in every bucket that holds a sample (M4). The
 buckets are exact at any zoom: a bucket takes whole blocks of the coarsest level not wider
 than it (no block is split); the range's cut ends are whole blocks of finer levels, then
-fewer than 16 steps of raw values; a narrow range (under 16 steps a bucket) is read raw.
+fewer than FINEST (256) steps of raw values; a narrow range (under FINEST steps a bucket)
+is read raw.
 So bucket i holds exactly the samples from its first step to the next bucket's. Raw values
-come from the level-16 blocks where a block holds at most two samples (its first and last
+come from the finest blocks where a block holds at most two samples (its first and last
 are them), else from the events rows: packed metrics with numpy, health and weights JSON.
 """
 
@@ -35,7 +36,8 @@ def plan(s0: int, s1: int, points: int) -> tuple[int, int]:
 
 def decompose(a: int, b: int, levels: tuple[int, ...]) -> tuple[list[tuple], list[tuple]]:
     """Steps a..b as ranges of whole blocks ([(level, first block, last block)], the
-    coarsest in the middle) and raw step ranges ([(a, b)], under 16 steps each) at the ends."""
+    coarsest in the middle) and raw step ranges ([(a, b)], under FINEST steps each) at the
+    ends."""
     if a > b:
         return [], []
     if not levels:
