@@ -36,24 +36,25 @@ def retryable(run: RunRecord) -> bool:
     return run.state == "failed" and run.error_op is None and cause in RETRYABLE_ERRORS
 
 
-def is_gradscope(pid: int) -> bool:
-    """Is pid a live gradscope process (not a reused pid)? True where /proc cannot tell."""
+def _runs(pid: int | None, program: bytes, unknown: bool) -> bool:
+    """Is pid a live process whose command line names `program` (not a reused pid)?
+    `unknown` where /proc cannot tell."""
     if not pid_alive(pid):
         return False
     try:
-        return b"gradscope" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return program in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True
+        return unknown
+
+
+def is_gradscope(pid: int) -> bool:
+    """Is pid a live gradscope process? True where /proc cannot tell."""
+    return _runs(pid, b"gradscope", unknown=True)
 
 
 def worker_alive(pid: int | None) -> bool:
-    """Is pid a live multiprocessing worker (not a reused pid)? False where /proc cannot tell."""
-    if not pid_alive(pid):
-        return False
-    try:
-        return b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    """Is pid a live multiprocessing worker? False where /proc cannot tell."""
+    return _runs(pid, b"multiprocessing", unknown=False)
 
 
 class MnistCheck:

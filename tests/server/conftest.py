@@ -253,6 +253,16 @@ def step_metrics(events: list[dict[str, Any]]) -> list[int]:
 
 
 @contextlib.contextmanager
+def started(server: Server) -> Iterator[Server]:
+    """The server, started; stopped afterwards."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def live_server(tmp_path: Path, mnist: Path) -> Iterator[Server]:
     """A started server on its own data dir (two runs at once), stopped afterwards."""
     env = {"GRADSCOPE_MNIST_DIR": str(mnist), "GRADSCOPE_MAX_CONCURRENT": "2"}

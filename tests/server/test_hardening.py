@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ import pytest
 
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.store import Store
-from tests.server.conftest import InProcess, Server
+from tests.server.conftest import InProcess, Server, started
 
 
 def spawned_workers(pid: int) -> int:
@@ -46,11 +46,8 @@ def one_at_a_time(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
         "GRADSCOPE_MAX_CONCURRENT": "1",
         "GRADSCOPE_MAX_RUNS_PER_MINUTE": "100",
     }
-    s = Server(tmp_path / "data", env).start()
-    try:
+    with started(Server(tmp_path / "data", env)) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_parallel_creates_never_train_more_runs_than_the_limit(one_at_a_time: Server) -> None:
@@ -85,8 +82,9 @@ def test_parallel_creates_never_train_more_runs_than_the_limit(one_at_a_time: Se
         s.request("DELETE", f"/api/runs/{r['id']}")
 
 
-def test_a_stop_ends_a_long_step_n_at_once(module_server: Server) -> None:
-    s = module_server
+def long_step(s: Server) -> tuple[str, Future]:
+    """A paused moons run told to step 100,000 times (15 s or more here); (its id, the step
+    request's future), once the steps have begun."""
     rid = s.create("moons", steps=1_000_000)["id"]
     s.wait_for(rid, lambda r: r["state"] == "running")
     s.request("POST", f"/api/runs/{rid}/pause")
@@ -94,22 +92,25 @@ def test_a_stop_ends_a_long_step_n_at_once(module_server: Server) -> None:
         s.request, "POST", f"/api/runs/{rid}/step", json={"n": 100_000}, timeout=300
     )
     s.wait_for(rid, lambda r: r["step"] > 0, timeout=10)
+    return rid, stepping
+
+
+def test_a_stop_ends_a_long_step_n_at_once(module_server: Server) -> None:
+    s = module_server
+    rid, stepping = long_step(s)
     time.sleep(0.3)
     t0 = time.monotonic()
     stopped = s.request("POST", f"/api/runs/{rid}/stop", timeout=60)
     waited = time.monotonic() - t0
     assert stopped.status_code == 200 and stopped.json()["state"] == "stopped", stopped.text
-    # 100,000 moons steps take 15 s or more here; the stop did not wait for them.
+    # The stop did not wait for the 100,000 steps.
     assert stopped.json()["step"] < 60_000 and waited < 10, (stopped.json(), waited)
     assert stepping.result(timeout=60).status_code == 200
-    # The same for a delete.
-    rid = s.create("moons", steps=1_000_000)["id"]
-    s.wait_for(rid, lambda r: r["state"] == "running")
-    s.request("POST", f"/api/runs/{rid}/pause")
-    stepping = ThreadPoolExecutor(1).submit(
-        s.request, "POST", f"/api/runs/{rid}/step", json={"n": 100_000}, timeout=300
-    )
-    s.wait_for(rid, lambda r: r["step"] > 0, timeout=10)
+
+
+def test_a_delete_ends_a_long_step_n_at_once(module_server: Server) -> None:
+    s = module_server
+    rid, stepping = long_step(s)
     assert s.request("DELETE", f"/api/runs/{rid}", timeout=60).status_code == 204
     assert s.request("GET", f"/api/runs/{rid}").status_code == 404
     stepping.result(timeout=60)
@@ -212,11 +213,8 @@ def open_server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
     }
     s = Server(tmp_path / "data", env)
     s.ready = lambda r: r.status_code in (200, 401)  # type: ignore[method-assign]
-    s.start()
-    try:
+    with started(s):
         yield s
-    finally:
-        s.stop()
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

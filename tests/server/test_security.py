@@ -4,7 +4,6 @@ token a non-loopback bind requires (bearer header, cookie, ?token=)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
@@ -19,7 +18,7 @@ from websockets.sync.client import connect
 
 from gradscope.server.settings import Settings
 from gradscope.server.web.security import HostAllowList, is_loopback, token_required, with_token
-from tests.server.conftest import Server
+from tests.server.conftest import Server, started
 
 EVIL = "http://evil.example"
 RUN_ID = "0123456789ab"  # a well-formed id no run has
@@ -42,16 +41,6 @@ class AnyAnswerServer(Server):
 
     def ready(self, response: httpx.Response) -> bool:
         return True  # up once it answers at all
-
-
-@contextlib.contextmanager
-def started(server: Server) -> Iterator[Server]:
-    """The server, started; stopped afterwards."""
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
