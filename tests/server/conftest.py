@@ -226,7 +226,7 @@ def watch(
     path = f"{ws_url}/ws/runs/{run_id}" + (f"?since={since}" if since is not None else "")
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
-    with connect(path, open_timeout=30, max_size=None) as ws:
+    with connect(path, open_timeout=30, max_queue=None, max_size=None) as ws:
         hello = json.loads(ws.recv(timeout=30))
         # A new client gets the history summarised, then live events: ask for a replay
         # from the start, and skip what comes live before it.

@@ -82,7 +82,9 @@ def test_garbage_websocket_messages_close_cleanly(
     module_server: Server, ws_run: dict[str, Any], message: str
 ) -> None:
     run = ws_run
-    with connect(f"{module_server.ws_url}/ws/runs/{run['id']}", open_timeout=30) as ws:
+    with connect(
+        f"{module_server.ws_url}/ws/runs/{run['id']}", open_timeout=30, max_queue=None
+    ) as ws:
         ws.recv(timeout=10)  # hello
         ws.send(message)
         deadline = time.monotonic() + 30  # the close comes, or DID NOT RAISE
@@ -96,7 +98,9 @@ def test_garbage_websocket_messages_close_cleanly(
 
 def test_unknown_run_websocket_closes_with_reason(module_server: Server) -> None:
     with (
-        connect(f"{module_server.ws_url}/ws/runs/0123456789ab", open_timeout=30) as ws,
+        connect(
+            f"{module_server.ws_url}/ws/runs/0123456789ab", open_timeout=30, max_queue=None
+        ) as ws,
         pytest.raises(ConnectionClosed) as closed,
     ):
         ws.recv(timeout=10)

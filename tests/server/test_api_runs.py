@@ -126,7 +126,7 @@ def test_pause_step_resume_stop(module_server: Server) -> None:
 
 def test_queue_delete_and_run_list_stream(server: Server) -> None:
     """The server's own: it counts every run the server has."""
-    with connect(f"{server.ws_url}/ws/runs", open_timeout=30) as ws:
+    with connect(f"{server.ws_url}/ws/runs", open_timeout=30, max_queue=None) as ws:
         first = json.loads(ws.recv(timeout=10))
         assert first["kind"] == "runs" and first["full"] is True
         runs = [_long_run(server) for _ in range(3)]  # the server allows 2 at once here

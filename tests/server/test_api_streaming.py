@@ -81,7 +81,9 @@ def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None
     run = server.create("moons", steps=3000)
     rid = run["id"]
     first: list[dict[str, Any]] = []
-    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
+    with connect(
+        f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_queue=None, max_size=None
+    ) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["kind"] == "hello"
         deadline = time.monotonic() + 60
@@ -99,7 +101,9 @@ def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None
 
     # The {"since": seq} message replays from there on an open connection too, also from 0:
     # every event once, in order, whatever was sent live before it was taken up.
-    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
+    with connect(
+        f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_queue=None, max_size=None
+    ) as ws:
         json.loads(ws.recv(timeout=10))
         ws.send(json.dumps({"since": end - 3}))
         tail: list[dict[str, Any]] = []
@@ -119,7 +123,9 @@ def test_reconnect_with_since_resumes_without_gap(module_server: Server) -> None
 def _count_messages(
     ws_url: str, run_id: str, out: dict[int, tuple[int, int, list[int]]], i: int
 ) -> None:
-    with connect(f"{ws_url}/ws/runs/{run_id}", open_timeout=30, max_size=None) as ws:
+    with connect(
+        f"{ws_url}/ws/runs/{run_id}", open_timeout=30, max_queue=None, max_size=None
+    ) as ws:
         hello = json.loads(ws.recv(timeout=30))
         n, events = 0, []
         deadline = time.monotonic() + 120
@@ -168,7 +174,9 @@ def test_an_open_stream_closes_4404_when_its_run_is_deleted(server: Server) -> N
 
     rid = server.create("moons", steps=1_000_000)["id"]
     server.wait_for(rid, lambda r: r["state"] == "running")
-    with connect(f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_size=None) as ws:
+    with connect(
+        f"{server.ws_url}/ws/runs/{rid}", open_timeout=30, max_queue=None, max_size=None
+    ) as ws:
         assert json.loads(ws.recv(timeout=30))["kind"] == "hello"
         assert server.request("DELETE", f"/api/runs/{rid}").status_code == 204
         deadline = time.monotonic() + 10

@@ -294,7 +294,7 @@ def test_fuzz_live_websocket_closes_cleanly_on_garbage(
     since = None if isinstance(message, bytes) else _valid_since(message)
     assume(since is None or since <= finished_run["last_seq"] + 5)
     url = f"{ws_server.ws_url}/ws/runs/{finished_run['id']}?since={finished_run['last_seq']}"
-    with connect(url, open_timeout=30, max_size=None) as ws:
+    with connect(url, open_timeout=30, max_queue=None, max_size=None) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["kind"] == "hello"
         ws.send(message)
@@ -325,7 +325,7 @@ def test_seq_and_step_numbers_beyond_sqlite_integers_are_refused(
         ):
             r = ws_server.request("GET", path, params=params)
             assert r.status_code == 422, (path, r.status_code, r.text)
-        with connect(f"{ws_server.ws_url}/ws/runs/{rid}", open_timeout=30) as ws:
+        with connect(f"{ws_server.ws_url}/ws/runs/{rid}", open_timeout=30, max_queue=None) as ws:
             ws.recv(timeout=10)  # hello
             ws.send(json.dumps({"since": huge}))
             deadline = time.monotonic() + 30  # the close comes, or DID NOT RAISE
@@ -335,7 +335,9 @@ def test_seq_and_step_numbers_beyond_sqlite_integers_are_refused(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         # In the URL, the handshake itself is refused (FastAPI's answer to a bad parameter).
         with pytest.raises(InvalidStatus):
-            connect(f"{ws_server.ws_url}/ws/runs/{rid}?since={huge}", open_timeout=30)
+            connect(
+                f"{ws_server.ws_url}/ws/runs/{rid}?since={huge}", open_timeout=30, max_queue=None
+            )
     for params in ({"since": SQLITE_MAX_INT}, {"at": SQLITE_MAX_INT}):
         path = "metrics" if "since" in params else "snapshots/graph"
         r = ws_server.request("GET", f"/api/runs/{rid}/{path}", params=params)

@@ -312,7 +312,7 @@ def test_concurrent_exports_of_a_long_run_stream_in_little_memory(
     from tests.server.test_history import write_run
 
     store = Store(tmp_path / "data")
-    run_id, _ = write_run(store, 200_000, record_every=1000, truth=False)
+    run_id, _ = write_run(store, 100_000, record_every=1000, truth=False)
     events = store.last_seqs([run_id])[run_id]
     store.close()
     s = Server(tmp_path / "data", {"GRADSCOPE_MNIST_DIR": str(real_mnist)}).start()
@@ -336,9 +336,9 @@ def test_concurrent_exports_of_a_long_run_stream_in_little_memory(
     finally:
         s.stop()
     (json_bytes, json_lines), _, (_, csv_lines) = got
-    assert json_bytes > 20 * 2**20 and json_lines == events + 3  # every event, one a line
-    assert csv_lines > 200_000
-    assert grown < 200, grown  # three whole exports in memory took ~1 GB
+    assert json_bytes > 10 * 2**20 and json_lines == events + 3  # every event, one a line
+    assert csv_lines > 100_000
+    assert grown < 100, grown  # three whole exports of it held in memory: ~200 MB
 
 
 def test_the_schema_states_this_servers_step_limit(tmp_path: Path, real_mnist: Path) -> None:
@@ -365,7 +365,9 @@ def test_a_websocket_outlives_the_header_deadline(open_server: Server) -> None:
         json={"preset": "xor", "config": {"steps": 20, "start_paused": True}},
         headers=bearer,
     ).json()["id"]
-    with connect(f"{s.ws_url}/ws/runs/{rid}", additional_headers=bearer, open_timeout=10) as ws:
+    with connect(
+        f"{s.ws_url}/ws/runs/{rid}", additional_headers=bearer, open_timeout=10, max_queue=None
+    ) as ws:
         assert json.loads(ws.recv(timeout=10))["kind"] == "hello"
         time.sleep(4)  # twice GRADSCOPE_HEADER_TIMEOUT: an HTTP connection would be cut
         ws.send(json.dumps({"since": 0}))

@@ -339,7 +339,9 @@ def test_a_million_step_run_opens_from_one_small_hello(
 ) -> None:
     server, run_id, _ = million
     t0 = time.monotonic()
-    with connect(f"{server.ws_url}/ws/runs/{run_id}", open_timeout=30, max_size=None) as ws:
+    with connect(
+        f"{server.ws_url}/ws/runs/{run_id}", open_timeout=30, max_queue=None, max_size=None
+    ) as ws:
         text = ws.recv(timeout=30)
         opened = time.monotonic() - t0
         with pytest.raises(TimeoutError):  # a finished run: the page is current already

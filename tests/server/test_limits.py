@@ -139,7 +139,7 @@ def test_parameters_per_model_and_steps_per_run(limited: Server) -> None:
 
 def _closed_by(url: str, message: str) -> ConnectionClosed:
     """Send `message` after the first server message; the close that follows."""
-    with connect(url, open_timeout=30, max_size=None) as ws:
+    with connect(url, open_timeout=30, max_queue=None, max_size=None) as ws:
         ws.recv(timeout=30)
         ws.send(message)
         deadline = time.monotonic() + 30  # the close comes, or DID NOT RAISE
@@ -176,7 +176,7 @@ def test_the_websocket_limit_holds_under_another_server(tmp_path: Path) -> None:
         closed = _closed_by(f"{s.ws_url}/ws/runs", "é" * 600)  # 600 characters, 1200 bytes
         assert closed.rcvd is not None and closed.rcvd.code == 1009
         # Under the limit it is understood: the replay from seq 0 comes back.
-        with connect(url, open_timeout=30, max_size=None) as ws:
+        with connect(url, open_timeout=30, max_queue=None, max_size=None) as ws:
             ws.recv(timeout=30)
             ws.send(since + " " * 900)
             first = json.loads(ws.recv(timeout=30))

@@ -69,14 +69,17 @@ def printed_token(server: Server) -> str:
 
 def ws_refused(url: str, **kwargs: Any) -> InvalidStatus:
     """The refusal of a websocket upgrade (fails if the upgrade is accepted)."""
-    with pytest.raises(InvalidStatus) as refused, connect(url, open_timeout=30, **kwargs):
+    with (
+        pytest.raises(InvalidStatus) as refused,
+        connect(url, open_timeout=30, max_queue=None, **kwargs),
+    ):
         pass
     return refused.value
 
 
 def ws_hello(url: str, **kwargs: Any) -> dict[str, Any]:
     """The first message of an accepted websocket."""
-    with connect(url, open_timeout=30, max_size=None, **kwargs) as ws:
+    with connect(url, open_timeout=30, max_queue=None, max_size=None, **kwargs) as ws:
         return json.loads(ws.recv(timeout=30))
 
 
