@@ -81,4 +81,6 @@ def test_many_replaying_clients_leave_rest_responsive(long_run: tuple) -> None:
     assert all(seqs == list(range(1, last + 1)) for seqs in results)  # all, in order, once
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    assert len(latencies) > 5 and p95 < 0.5, (p95, latencies[-5:])
+    # Loose enough for a loaded CI host (the bench measures 76 ms at 200 clients); a replay
+    # on the event loop made REST wait seconds (3.9 s at the median in the report).
+    assert len(latencies) > 5 and p95 < 2.0, (p95, latencies[-5:])
