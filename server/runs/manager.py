@@ -318,6 +318,8 @@ class RunManager:
         for run in self.store.list_runs():
             if run.source != "cli" or run.state not in ("running", "paused", "queued"):
                 continue
+            if run.id in self.workers or any(q[0] == run.id for q in self.queue):
+                continue  # resumed here: our worker trains it now
             if run.pid is None or is_gradscope(run.pid):
                 continue
             self.store.set_state(

@@ -164,4 +164,7 @@ def test_a_killed_cli_run_becomes_crashed_and_the_server_resumes_it(server: Serv
     resumed = server.request("POST", f"/api/runs/{run['id']}/resume")
     assert resumed.status_code == 200, resumed.text
     server.wait_for(run["id"], lambda r: r["state"] == "running" and r["step"] > crashed["step"])
+    time.sleep(1.5)  # a reaper round or more: a server's own worker is not taken for dead
+    again = server.run(run["id"])
+    assert again["state"] == "running" and again["error"] is None, again
     assert server.request("DELETE", f"/api/runs/{run['id']}").status_code == 204
