@@ -13,7 +13,7 @@ from typing import Any
 from gradscope.server.store import pid_alive
 from tests.server.conftest import Server, integrity
 
-ROUNDS = 12  # even rounds kill a worker, odd rounds the server
+ROUNDS = 8  # even rounds kill a worker, odd rounds the server
 RUNS = 2
 STEPS = 1_000_000  # far more than the rounds get through: the runs never finish on their own
 PROGRESS = 150  # steps each run trains past its last committed one before a kill
