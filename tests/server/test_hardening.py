@@ -20,7 +20,7 @@ import pytest
 
 from gradscope.server.runs.config import resolve_config
 from gradscope.server.store import Store
-from tests.server.conftest import InProcess, Server, started
+from tests.server.conftest import InProcess, Server, rss_mb, started
 
 
 def spawned_workers(pid: int) -> int:
@@ -220,16 +220,6 @@ def open_server(tmp_path: Path, real_mnist: Path) -> Iterator[Server]:
     s.ready = lambda r: r.status_code in (200, 401)  # type: ignore[method-assign]
     with started(s):
         yield s
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak) in MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
 
 
 def test_a_header_flood_neither_grows_nor_stalls_the_server(open_server: Server) -> None:

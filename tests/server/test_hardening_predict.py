@@ -9,12 +9,11 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from tests.server.conftest import InProcess, Server
+from tests.server.conftest import InProcess, Server, rss_mb
 
 
 def png16_rgba(side: int) -> bytes:
@@ -52,13 +51,6 @@ def test_a_bomb_of_decoded_bytes_is_refused_before_decoding(app: InProcess) -> N
     assert "GRADSCOPE_MAX_DECODE_MB" in r.json()["detail"] and "128 MB" in r.json()["detail"]
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def test_fifty_concurrent_worst_case_images_keep_the_server_small(module_server: Server) -> None:
     s = module_server
     assert s.proc is not None
@@ -74,7 +66,7 @@ def test_fifty_concurrent_worst_case_images_keep_the_server_small(module_server:
         codes = list(pool.map(post, range(50)))
     assert all(200 <= c < 500 for c in codes), codes
     assert codes.count(413) == 40 and set(codes) == {200, 413}, codes  # all served in turn
-    assert peak_rss_mb(s.proc.pid) < 1500
+    assert rss_mb(s.proc.pid)[1] < 1500  # the peak
     assert s.request("GET", "/api/presets").status_code == 200
 
 
