@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +52,9 @@ IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 # Far above MNIST's 47 MB, far below what a corrupt header could claim (2**96 bytes).
 MAX_PAYLOAD = 1 << 30
 _CHUNK = 1 << 20
+REPORT_EVERY_S = 0.5  # progress reports while downloading, at most this often
+# Told of a download's progress: (file name, bytes so far, bytes in all or 0 when unknown).
+Progress = Callable[[str, int, int], None]
 
 
 class MnistError(ValueError):
@@ -166,25 +169,33 @@ def reachable_mirror(mirrors: Sequence[str] = MIRRORS, timeout: float = 3.0) -> 
 # -- downloading ---------------------------------------------------------------------
 
 
-def _fetch(url: str, tmp: Path, name: str) -> str:
-    """Stream `url` into `tmp`, reporting progress on stderr; return its SHA256."""
+def _fetch(url: str, tmp: Path, name: str, progress: Progress | None = None) -> str:
+    """Stream `url` into `tmp`, reporting progress on stderr (and to `progress`); its SHA256."""
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0)
-        done, last = 0, 0.0
+        if progress is not None:
+            progress(name, 0, total)  # at once: a page shows the download before its first chunk
+        done, last = 0, time.monotonic()
         while chunk := response.read(1 << 16):
             out.write(chunk)
             digest.update(chunk)
             done += len(chunk)
             now = time.monotonic()
-            if now - last >= 0.5 or done == total:
+            if now - last >= REPORT_EVERY_S or done == total:
                 last = now
                 of = f" of {total:,} ({100 * done / total:.0f}%)" if total else ""
                 print(f"  {name}: {done:,} bytes{of}", file=sys.stderr)
+                if progress is not None:
+                    progress(name, done, total)
+        if progress is not None and not total:  # no Content-Length: the end, said once
+            progress(name, done, done)
     return digest.hexdigest()
 
 
-def _download(name: str, folder: Path, mirrors: Sequence[str]) -> None:
+def _download(
+    name: str, folder: Path, mirrors: Sequence[str], progress: Progress | None = None
+) -> None:
     """Fetch `name` from the first mirror that serves the right bytes, into `folder`."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +210,7 @@ def _download(name: str, folder: Path, mirrors: Sequence[str]) -> None:
             fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
             os.close(fd)
             tmp = Path(tmp_name)
-            got = _fetch(url, tmp, name)
+            got = _fetch(url, tmp, name, progress)
             if got != SHA256[name]:
                 failures.append(f"{url}: SHA256 checksum mismatch (got {got})")
                 continue
@@ -244,12 +255,14 @@ def load_mnist(
     dtype: DTypeLike = np.float32,
     normalize: bool = True,
     mirrors: Sequence[str] = MIRRORS,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MNIST's images as X (N, 784) and digits as y (N,) int64; split is "train" or "test".
 
     X is `dtype` scaled to [0, 1] when `normalize`, else the raw uint8 pixels (dtype
     unused). The files are looked up in `directory` (default `mnist_dir()`) and, when
-    missing and `download` is true, fetched from `mirrors` and checked by SHA256.
+    missing and `download` is true, fetched from `mirrors` and checked by SHA256 (each
+    file's progress goes to `progress`, if given, as well as to stderr).
     Files already present are not hashed on every load: read_idx checks their structure,
     and a user may point the folder at a drop-in set with the same names (Fashion-MNIST).
     """
@@ -263,7 +276,7 @@ def load_mnist(
         if not (folder / name).is_file():
             if not download:
                 raise MnistError(_missing_message(folder, f"{folder / name} is missing"))
-            _download(name, folder, mirrors)
+            _download(name, folder, mirrors, progress)
     paths = [(folder / name).resolve() for name in SPLITS[split]]
     stats = [p.stat() for p in paths]
     stamp = tuple(v for st in stats for v in (st.st_mtime_ns, st.st_size))

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gradscope.engine.mnist import MIRRORS
+
 # A token guards a server others can reach; a short one could be guessed.
 MIN_TOKEN_CHARS = 16
 ENV_PREFIX = "GRADSCOPE_"
@@ -36,8 +38,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, gt=0, lt=65536)
     data_dir: Path = Field(default_factory=default_data_dir)
     mnist_dir: Path | None = None
-    # Fetch missing MNIST files for a run (from engine/mnist.py's mirrors); off: refuse the run.
+    # Fetch missing MNIST files for a run (from mnist_mirrors); off: refuse the run.
     mnist_download: bool = True
+    # Where missing MNIST files come from, tried in order (comma-separated base URLs); each
+    # file is checked against its SHA256 sum whichever mirror serves it.
+    mnist_mirrors: Names = MIRRORS
     # At most this many runs train at once; the rest wait in a queue (default: one per core).
     max_concurrent: Limit = Field(default_factory=lambda: os.cpu_count() or 1)
     max_queue: Limit = 100
@@ -96,7 +101,7 @@ class Settings(BaseSettings):
     def _expand_user(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
 
-    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @field_validator("allowed_hosts", "cors_origins", "mnist_mirrors", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -113,6 +118,18 @@ class Settings(BaseSettings):
                 "make one with python -c 'import secrets; print(secrets.token_urlsafe())'"
             )
         return token
+
+    @field_validator("mnist_mirrors")
+    @classmethod
+    def _mirrors(cls, mirrors: tuple[str, ...]) -> tuple[str, ...]:
+        for mirror in mirrors:
+            if not re.fullmatch(r"https?://[^?#\s]+", mirror):
+                raise ValueError(
+                    f"GRADSCOPE_MNIST_MIRRORS: {mirror!r} is not a base URL like https://host/path/"
+                )
+        if not mirrors:
+            raise ValueError("GRADSCOPE_MNIST_MIRRORS: give at least one base URL")
+        return mirrors
 
     @field_validator("cors_origins")
     @classmethod

@@ -73,7 +73,7 @@ class MnistCheck:
             return
         if self.settings.mnist_download:
             if time.monotonic() - self._mirror[0] > 60:  # one probe a minute at most
-                self._mirror = time.monotonic(), mnist.reachable_mirror(mnist.MIRRORS)
+                self._mirror = time.monotonic(), mnist.reachable_mirror(self.settings.mnist_mirrors)
             if self._mirror[1] is not None:
                 return  # the worker downloads them (11 MB), then trains
             why = "no download mirror answers from this machine"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from gradscope.engine import data
+from gradscope.engine.mnist import MIRRORS, Progress
 from gradscope.server.runs.config import TOY_2D, RunConfig
 
 # Generated test sets use the data seed shifted past every seed a config can hold, so a
@@ -43,7 +45,13 @@ class RunData:
         return self.x_train.shape[1] == 2
 
 
-def _raw(config: RunConfig, mnist_dir: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _raw(
+    config: RunConfig,
+    mnist_dir: Path | None,
+    split: str,
+    mirrors: Sequence[str] = MIRRORS,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(X float64 or float32, y: class indices, or values for rectangles)."""
     d = config.dataset
     seed = d.seed if split == "train" else d.seed + TEST_SEED_OFFSET
@@ -55,7 +63,7 @@ def _raw(config: RunConfig, mnist_dir: Path | None, split: str) -> tuple[np.ndar
         return x, (t[:, 0] > 0).astype(np.int64)
     if d.name in TOY_2D:
         return data.TOY_DATASETS[d.name](n, d.noise, seed, dtype=np.float64)
-    x, y = data.load_mnist(split, directory=mnist_dir)
+    x, y = data.load_mnist(split, directory=mnist_dir, mirrors=mirrors, progress=progress)
     if split == "train" and d.mnist_train_limit is not None:
         x, y = x[: d.mnist_train_limit], y[: d.mnist_train_limit]
     if d.standardize:  # in place, in float32: load_mnist handed us a fresh array
@@ -92,15 +100,22 @@ def _targets(y: np.ndarray, kind: str, classes: int | None, dtype: np.dtype) -> 
 
 
 def load_run_data(
-    config: RunConfig, mnist_dir: Path | None = None, dtype: DTypeLike = np.float32
+    config: RunConfig,
+    mnist_dir: Path | None = None,
+    dtype: DTypeLike = np.float32,
+    mirrors: Sequence[str] = MIRRORS,
+    progress: Progress | None = None,
 ) -> RunData:
-    """Generate (or load) the data set of a config; X in `dtype`, C-contiguous."""
+    """Generate (or load) the data set of a config; X in `dtype`, C-contiguous.
+
+    Missing MNIST files are downloaded from `mirrors`, telling `progress` as they come.
+    """
     dt = np.dtype(dtype)
     kind = target_kind(config)
     n_classes = config.dataset.num_classes()
     splits = {}
     for split in ("train", "test"):
-        x, y = _raw(config, mnist_dir, split)
+        x, y = _raw(config, mnist_dir, split, mirrors, progress)
         x = np.ascontiguousarray(x, dtype=dt)
         splits[split] = (x, _targets(y, kind, n_classes, dt), None if kind == "value" else y)
     (x_tr, t_tr, y_tr), (x_te, t_te, y_te) = splits["train"], splits["test"]

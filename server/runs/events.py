@@ -35,10 +35,11 @@ EventType = Literal[
     "first_layer",
     "misclassified",
     "checkpoint",
+    "download",
 ]
 # The snapshot kinds, each a picture of one moment (GET /api/runs/{id}/snapshots/{kind}).
 SNAPSHOT_TYPES = tuple(
-    t for t in get_args(EventType) if t not in ("state", "metrics", "checkpoint")
+    t for t in get_args(EventType) if t not in ("state", "metrics", "checkpoint", "download")
 )
 # The kinds recorded every k steps: a step with one of them is a frame (Store.frame).
 FRAME_TYPES: tuple[str, ...] = ("weights", "histograms", "health", "graph_values", "boundary")
@@ -247,6 +248,16 @@ class CheckpointData(TypedDict):
     file: str
 
 
+@with_config(STRICT)
+class DownloadData(TypedDict):
+    """A data file is being downloaded before training starts (MNIST, when missing):
+    `done` of `total` bytes (`total` 0 when the server does not say; done = total at the end)."""
+
+    file: str
+    done: int
+    total: int
+
+
 EventData = (
     StateData
     | StepMetrics
@@ -262,6 +273,7 @@ EventData = (
     | FirstLayerData
     | MisclassifiedData
     | CheckpointData
+    | DownloadData
 )
 
 # Each event type and the data it carries.
@@ -279,6 +291,7 @@ EVENT_DATA: dict[str, tuple[type, ...]] = {
     "first_layer": (FirstLayerData,),
     "misclassified": (MisclassifiedData,),
     "checkpoint": (CheckpointData,),
+    "download": (DownloadData,),
 }
 
 

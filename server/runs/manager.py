@@ -276,11 +276,12 @@ class RunManager:
                 continue
             parent, child = _spawn.Pipe()
             mnist = str(self.settings.mnist_dir) if self.settings.mnist_dir else None
+            mirrors = tuple(self.settings.mnist_mirrors)
             process = _spawn.Process(
                 target=run_worker,
                 name=f"gradscope-run-{run_id}",
                 daemon=True,
-                args=(run_id, str(self.store.data_dir), child, mnist, resume),
+                args=(run_id, str(self.store.data_dir), child, mnist, resume, mirrors),
             )
             await asyncio.to_thread(process.start)
             child.close()

@@ -5,17 +5,35 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from gradscope.engine.mnist import MIRRORS, Progress
 from gradscope.server.runs.config import RunConfig
+from gradscope.server.runs.events import new_event
 from gradscope.server.runs.loop import TrainingLoop
 from gradscope.server.runs.trainers import build_trainer
 from gradscope.server.store import Store
 
 
+def _download_events(store: Store, run_id: str, step: int) -> Progress:
+    """Records a data download's progress as `download` events, for the run page."""
+
+    def report(name: str, done: int, total: int) -> None:
+        event = new_event("download", step, {"file": name, "done": done, "total": total})
+        store.append_events(run_id, [event])
+
+    return report
+
+
 def run_worker(
-    run_id: str, data_dir: str, control: Connection, mnist_dir: str | None, resume: bool
+    run_id: str,
+    data_dir: str,
+    control: Connection,
+    mnist_dir: str | None,
+    resume: bool,
+    mirrors: Sequence[str] = MIRRORS,
 ) -> None:
     """Entry point of a spawned worker process: train one run, then exit."""
     from gradscope.engine.perf import tune_malloc
@@ -28,7 +46,10 @@ def run_worker(
             return
         try:
             config = RunConfig.model_validate(record.config)
-            trainer = build_trainer(config, Path(mnist_dir) if mnist_dir else None)
+            progress = _download_events(store, run_id, record.step)
+            trainer = build_trainer(
+                config, Path(mnist_dir) if mnist_dir else None, mirrors, progress
+            )
         except Exception as e:
             store.set_state(
                 run_id,

@@ -17,6 +17,7 @@ const counter = document.getElementById("step-counter");
 const conn = document.getElementById("conn-status");
 const nanBanner = document.getElementById("nan-banner");
 const goneBanner = document.getElementById("gone-banner");
+const downloadBanner = document.getElementById("download-banner");
 const controlError = document.getElementById("control-error");
 
 // The panel registry (server/web/panels.py) as the template rendered it: each section names
@@ -84,8 +85,29 @@ function own(events, types) {
   return events.filter((e) => types.has(e.type));
 }
 
+// A missing data set fetched before the first step (the worker's `download` events): which
+// file and how far it got. It goes once the run leaves the queue (trains, or fails).
+function showDownload(d) {
+  const unit = (d.total || d.done) < 1e6 ? [1e3, "kB"] : [1e6, "MB"];
+  const size = (bytes) => (bytes / unit[0]).toFixed(1);
+  const bar = downloadBanner.querySelector("progress");
+  const of = d.total
+    ? ` of ${size(d.total)} ${unit[1]} (${Math.floor((100 * d.done) / d.total)}%)`
+    : ` ${unit[1]}`;
+  downloadBanner.querySelector("span").textContent =
+    `Downloading ${d.file} before training starts: ${size(d.done)}${of}`;
+  if (d.total) {
+    bar.max = d.total;
+    bar.value = d.done;
+  } else {
+    bar.removeAttribute("value"); // an indeterminate bar: the mirror did not say the size
+  }
+  downloadBanner.hidden = false;
+}
+
 function setState(state, data = {}) {
   if (gone) return;
+  if (state !== "queued") downloadBanner.hidden = true;
   badge.textContent = state;
   badge.dataset.state = state;
   transport.setState(state);
@@ -219,6 +241,7 @@ function follow(step) {
 function apply(e) {
   setHead(e.step);
   if (e.type === "state") setState(e.data.state, e.data);
+  if (e.type === "download" && badge.dataset.state === "queued") showDownload(e.data);
   if (frameTypes.has(e.type)) follow(e.step);
   for (const { panel, events } of panels) {
     if (events.has(e.type)) {

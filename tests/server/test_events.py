@@ -90,7 +90,8 @@ def test_every_stored_event_validates_and_every_type_is_emitted(
         for e in events:
             validate_event(e)
             seen.add(e["type"])
-    assert seen == set(EVENT_DATA)
+    # `download` needs MNIST missing and a mirror: tests/static/test_download.py records it.
+    assert seen == set(EVENT_DATA) - {"download"}
     failed = stored["diverged"][-1]["data"]
     assert failed["state"] == "failed" and failed["op"] in {"**2", "*", "+"}, failed
 

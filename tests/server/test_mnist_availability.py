@@ -53,16 +53,15 @@ def test_missing_mnist_with_downloads_off_is_refused_in_one_sentence(tmp_path: P
 
 
 def test_missing_mnist_is_refused_offline_and_accepted_when_a_mirror_answers(
-    tmp_path: Path, mirror: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mirror: str
 ) -> None:
     empty = tmp_path / "no-mnist"
     closed = f"http://127.0.0.1:{free_port()}/"
-    monkeypatch.setattr(mnist, "MIRRORS", (closed,))
-    with in_process(tmp_path / "data", empty) as app:
+    with in_process(tmp_path / "data", empty, mnist_mirrors=(closed,)) as app:
         status, text = create_mnist(app)
         assert status == 503 and "no download mirror answers" in text, text
-    monkeypatch.setattr(mnist, "MIRRORS", (closed, mirror))
-    with in_process(tmp_path / "data2", empty, max_concurrent=1) as app:
+    mirrors = (closed, mirror)
+    with in_process(tmp_path / "data2", empty, max_concurrent=1, mnist_mirrors=mirrors) as app:
         status, text = create_mnist(app)
         assert status == 201, text  # its worker downloads the files, then trains
         assert app.request("POST", "/api/runs", json={"preset": "moons"}).status_code == 201

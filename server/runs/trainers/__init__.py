@@ -7,10 +7,12 @@ articles' Value engine), tensor.py (engine.nn), with ../data.py (data sets and t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from gradscope.engine.mnist import MIRRORS, Progress
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import load_run_data
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
@@ -20,9 +22,15 @@ from gradscope.server.runs.trainers.tensor import TensorTrainer
 __all__ = ["ScalarTrainer", "TensorTrainer", "Trainer", "TrainingDiverged", "build_trainer"]
 
 
-def build_trainer(config: RunConfig, mnist_dir: Path | None = None) -> Trainer:
-    """A ready trainer at step 0 (MNIST from mnist_dir, else engine.data's default place)."""
-    if config.engine == "scalar":
-        # The scalar engine computes in Python floats: keep the data in float64, exact.
-        return ScalarTrainer(config, load_run_data(config, mnist_dir, np.float64))
-    return TensorTrainer(config, load_run_data(config, mnist_dir, np.float32))
+def build_trainer(
+    config: RunConfig,
+    mnist_dir: Path | None = None,
+    mirrors: Sequence[str] = MIRRORS,
+    progress: Progress | None = None,
+) -> Trainer:
+    """A ready trainer at step 0 (MNIST from mnist_dir, else engine.data's default place;
+    missing files are fetched from `mirrors`, with `progress` told how far each got)."""
+    # The scalar engine computes in Python floats: keep its data in float64, exact.
+    dtype = np.float64 if config.engine == "scalar" else np.float32
+    data = load_run_data(config, mnist_dir, dtype, mirrors, progress)
+    return ScalarTrainer(config, data) if config.engine == "scalar" else TensorTrainer(config, data)
