@@ -48,18 +48,25 @@ def mlp_layers(model: nn.Module) -> list[Layer]:
     return layers
 
 
+def layer_outputs(layers: Sequence[Layer], x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output (after its activation) for x; the last is the network's output."""
+    outs, h = [], x
+    with np.errstate(all="ignore"):  # a diverging net evaluates to inf/nan, not warnings
+        for w, b, act in layers:
+            h = h @ w.T
+            if b is not None:
+                h += b
+            h = _activate(h, act)
+            outs.append(h)
+    return outs
+
+
 def forward(layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
     """The MLP's outputs for x, in chunks so a large test set stays small in memory."""
-    outs = []
-    for i in range(0, max(len(x), 1), EVAL_CHUNK):
-        h = x[i : i + EVAL_CHUNK]
-        with np.errstate(all="ignore"):  # a diverging net evaluates to inf/nan, not warnings
-            for w, b, act in layers:
-                h = h @ w.T
-                if b is not None:
-                    h += b
-                h = _activate(h, act)
-        outs.append(h)
+    outs = [
+        layer_outputs(layers, x[i : i + EVAL_CHUNK])[-1]
+        for i in range(0, max(len(x), 1), EVAL_CHUNK)
+    ]
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # predictions run at once (more wait, up to 16 times as many; beyond that a 429).
     max_decode_mb: Limit = 32
     max_predictions: Limit = 4
+    # /api/predict?activations=1: at most this many activation values in all, per answer.
+    max_activation_values: Limit = 65_536
     # Each request's headers must arrive within this many seconds; past this many open
     # connections requests get a 503 at once.
     header_timeout: float = Field(10.0, gt=0, le=3600)
@@ -71,6 +73,12 @@ class Settings(BaseSettings):
     crowd_interval: float = 0.1
     # How long a REST call waits for a worker to acknowledge pause/step/stop (seconds).
     command_timeout: float = 30.0
+    # GET /api/runs/{id}/landscape and /sharpness, computed on demand off the training path:
+    # the grid side at most, the training rows evaluated (an evenly spaced subsample of a
+    # larger set), and the multiply-adds one request may take (grid points x rows x weights).
+    landscape_max_grid: Limit = 201
+    landscape_samples: Limit = 1000
+    landscape_max_work: Limit = 4_000_000_000
     # JSON request bodies (everything but /api/predict, which takes up to a 1 MB image).
     max_body_bytes: Limit = 64 * 1024
     # Runs created through the API per minute (a sliding window); more get 429.

@@ -23,7 +23,8 @@ import numpy as np
 
 from gradscope.engine import nn
 from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from gradscope.engine.inference import Layer, forward, mlp_layers, softmax_rows
+from gradscope.engine.inference import Layer, forward, layer_outputs, mlp_layers, softmax_rows
+from gradscope.server.digits import typical
 from gradscope.server.errors import Conflict, GradscopeError, NotFound, Unavailable
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
 from gradscope.server.store import RunRecord, Store
@@ -63,11 +64,32 @@ class DigitModel:
     std: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
 
+    def _input(self, digit: np.ndarray) -> np.ndarray:
+        x = digit.reshape(1, 784).astype(np.float32)
+        return (x - np.float32(self.mean)) / np.float32(self.std)
+
     def probabilities(self, digit: np.ndarray) -> np.ndarray:
         """Softmax over the ten digits for one 28x28 image in [0, 1] (white on black)."""
-        x = digit.reshape(1, 784).astype(np.float32)
-        x = (x - np.float32(self.mean)) / np.float32(self.std)
-        return softmax_rows(forward(self.layers, x))[0]
+        return softmax_rows(forward(self.layers, self._input(digit)))[0]
+
+    def inside(self, digit: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(name, activations) of every layer for one digit, the logits last."""
+        outs = layer_outputs(self.layers, self._input(digit))
+        names = [f"hidden {i + 1} ({act})" for i, (_, _, act) in enumerate(self.layers[:-1])]
+        return [*zip([*names, "logits"], (o[0] for o in outs), strict=True)]
+
+
+def activation_maps(inside: list[tuple[str, np.ndarray]], limit: int) -> list[dict[str, Any]]:
+    """The layers for the API: each one's shape and values (4 decimals), at most `limit`
+    values in all (GRADSCOPE_MAX_ACTIVATION_VALUES); a layer past it shows its first ones."""
+    maps, left = [], limit
+    for name, a in inside:
+        flat = a.ravel()
+        shown = min(flat.size, left)
+        left -= shown
+        values = np.round(flat[:shown].astype(np.float64), 4).tolist()
+        maps.append({"name": name, "shape": list(a.shape), "shown": shown, "values": values})
+    return maps
 
 
 def numpy_layers(model: nn.Module) -> list[Layer]:
@@ -176,6 +198,7 @@ class ModelCache:
         self.size, self.bundled_base = size, bundled
         self._lock = threading.Lock()
         self._bundled: DigitModel | None = None
+        self._space: typical.DigitSpace | None = None
         self._runs: OrderedDict[tuple[str, str], DigitModel] = OrderedDict()
 
     def bundled(self) -> DigitModel:
@@ -187,6 +210,16 @@ class ModelCache:
                 except (OSError, ValueError, KeyError) as e:
                     raise BrokenModel(f"the bundled model cannot be loaded: {e}") from None
             return self._bundled
+
+    def digit_space(self) -> typical.DigitSpace:
+        """The bundled digit space (is it a digit at all?); BrokenModel if it is broken."""
+        with self._lock:
+            if self._space is None:
+                try:
+                    self._space = typical.load()
+                except (OSError, ValueError, KeyError) as e:
+                    raise BrokenModel(f"the bundled digit space cannot be loaded: {e}") from None
+            return self._space
 
     def get(self, store: Store, model_id: str | None) -> DigitModel:
         """The model named model_id (None: the bundled one); a ModelError when unusable."""

@@ -101,7 +101,7 @@ def test_drawing_path_1000_pngs(
     """1,000 test digits as dark-on-light 280x280 PNGs through a live server: >= 97% right."""
     x, y = mnist_test
     picks = np.random.default_rng(7).choice(len(x), DRAWN, replace=False)
-    right = 0
+    right = flagged = 0
     with httpx.Client(base_url=predict_server.url, timeout=60) as client:
         for n, i in enumerate(picks):
             png = canvas_png(x[i])
@@ -113,7 +113,10 @@ def test_drawing_path_1000_pngs(
             body = r.json()
             assert body["model"] == "bundled" and len(body["probabilities"]) == 10
             right += body["digit"] == y[i]
+            flagged += body["typical"]["unlike_digits"]
     assert right / DRAWN >= 0.97, right / DRAWN
+    # Calibrated to flag 1% of the test set: redrawn digits are flagged little more often.
+    assert flagged / DRAWN <= 0.03, flagged / DRAWN
 
 
 def test_prediction_body(predict_server: Server, mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
@@ -121,7 +124,7 @@ def test_prediction_body(predict_server: Server, mnist_test: tuple[np.ndarray, n
     r = post_png(predict_server, canvas_png(x[0]))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"digit", "probabilities", "model", "input"}
+    assert set(body) == {"digit", "probabilities", "model", "input", "logits", "typical"}
     assert body["digit"] == y[0] == int(np.argmax(body["probabilities"]))
     assert abs(sum(body["probabilities"]) - 1) < 1e-6
     seen = np.array(body["input"])

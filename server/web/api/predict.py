@@ -24,8 +24,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gradscope.engine.inference import softmax_rows
 from gradscope.server.digits import preprocess as digits
-from gradscope.server.digits.models import ModelCache
+from gradscope.server.digits.models import ModelCache, activation_maps
 from gradscope.server.errors import Unsupported
 from gradscope.server.settings import Settings
 from gradscope.server.store import Store
@@ -69,6 +70,30 @@ class PixelsRequest(BaseModel):
     )
 
 
+class Typical(BaseModel):
+    """Whether the drawing looks like a digit at all (server/digits/typical.py)."""
+
+    score: float = Field(
+        description="distance of the framed drawing from the space of MNIST digits"
+    )
+    threshold: float = Field(description="the score of the MNIST test set's 99th percentile")
+    unlike_digits: bool = Field(
+        description="score > threshold: unlike any MNIST digit, so the prediction means little"
+    )
+
+
+class LayerMap(BaseModel):
+    """One layer's activations for the drawing (`activations=1`)."""
+
+    name: str = Field(description="e.g. 'hidden 1 (relu)', 'logits'")
+    shape: list[int] = Field(description="the layer's output shape for one digit")
+    shown: int = Field(
+        description="how many values follow (fewer than the shape holds past "
+        "GRADSCOPE_MAX_ACTIVATION_VALUES in all)"
+    )
+    values: list[float] = Field(description="the first `shown` values, row-major")
+
+
 class Prediction(BaseModel):
     """What the model thinks the digit is, and what it saw."""
 
@@ -78,6 +103,11 @@ class Prediction(BaseModel):
     input: list[list[float]] = Field(
         description="the preprocessed 28x28 image the model saw, 0..1, white on black "
         "(before the model's own mean/std normalisation)"
+    )
+    logits: list[float] = Field(description="the model's ten outputs before the softmax")
+    typical: Typical
+    layers: list[LayerMap] | None = Field(
+        None, description="with `activations=1`: every layer's activations, the logits last"
     )
 
 
@@ -224,13 +254,14 @@ def _predict(
     model_id: str | None,
     image: bytes | None,
     req: Any,
-    max_decode: int,
+    settings: Settings,
+    activations: bool,
 ) -> tuple[Prediction, float, float]:
     """(the prediction, preprocessing ms, forward ms); a DigitError or ModelError otherwise."""
     model = cache.get(store, model_id)
     t0 = time.perf_counter()
     if image is not None:
-        digit = digits.preprocess(digits.decode_image(image, max_decode))
+        digit = digits.preprocess(digits.decode_image(image, settings.max_decode_mb * 2**20))
     else:
         array = digits.pixels_array(req.pixels)
         if req.preprocess:
@@ -240,13 +271,18 @@ def _predict(
         else:
             digit = array
     t1 = time.perf_counter()
-    probs = model.probabilities(digit)
+    inside = model.inside(digit)
+    logits = inside[-1][1]
+    probs = softmax_rows(logits[None])[0]
     t2 = time.perf_counter()
     prediction = Prediction(
         digit=int(probs.argmax()),
         probabilities=probs.tolist(),
         model=model.id,
         input=np.round(digit.astype(np.float64), 3).tolist(),
+        logits=logits.astype(np.float64).tolist(),
+        typical=Typical(**cache.digit_space().judge(digit)),
+        layers=activation_maps(inside, settings.max_activation_values) if activations else None,
     )
     return prediction, (t1 - t0) * 1000, (t2 - t1) * 1000
 
@@ -254,6 +290,7 @@ def _predict(
 @router.post(
     "/predict",
     response_model=Prediction,
+    response_model_exclude_none=True,
     responses=ERRORS,
     openapi_extra={"requestBody": REQUEST_BODY},
 )
@@ -263,6 +300,13 @@ async def predict(
     store: StoreDep,
     settings: SettingsDep,
     model: Annotated[str | None, MODEL_QUERY] = None,
+    activations: Annotated[
+        bool,
+        Query(
+            description="also return every layer's activations for the drawing (`layers`), "
+            "at most GRADSCOPE_MAX_ACTIVATION_VALUES values in all"
+        ),
+    ] = False,
 ) -> Prediction:
     """Classify a drawn digit: a PNG/JPEG (multipart `file` or raw body) or JSON pixels.
 
@@ -297,7 +341,7 @@ async def predict(
                 'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
             )
         result, pre_ms, fwd_ms = await run_in_threadpool(
-            _predict, _cache(request), store, model, image, req, settings.max_decode_mb * 2**20
+            _predict, _cache(request), store, model, image, req, settings, activations
         )
     response.headers["Server-Timing"] = f"preprocess;dur={pre_ms:.3f}, forward;dur={fwd_ms:.3f}"
     return result
