@@ -17,6 +17,10 @@ const previewCtx = preview.getContext("2d");
 const bars = [...document.querySelectorAll("#bars li")];
 const errorBox = document.getElementById("draw-error");
 const modelInfo = document.getElementById("model-info");
+const typicalBox = document.getElementById("typical");
+const typicalScore = document.getElementById("typical-score");
+const layersBox = document.getElementById("layers");
+const insideNote = document.getElementById("inside-note");
 
 let drawing = false;
 let last = null;
@@ -123,7 +127,7 @@ async function predict() {
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
   if (id !== seq) return;
   try {
-    const url = `/api/predict?model=${encodeURIComponent(picker.value)}`;
+    const url = `/api/predict?activations=1&model=${encodeURIComponent(picker.value)}`;
     const res = await fetch(url, { method: "POST", headers: { "content-type": "image/png" }, body: blob });
     const data = await res.json().catch(() => ({}));
     if (id !== seq) return;
@@ -159,6 +163,83 @@ function show(data) {
   });
   previewCtx.putImageData(image, 0, 0);
   preview.dataset.filled = "true";
+  const t = data.typical;
+  typicalBox.hidden = !t.unlike_digits;
+  typicalBox.dataset.unlike = String(t.unlike_digits);
+  typicalScore.textContent = ` (distance ${t.score.toFixed(2)} from MNIST's digits; real ones stay under ${t.threshold.toFixed(2)})`;
+  if (t.unlike_digits) confidence.textContent += " · unlike any digit";
+  showLayers(data.layers || []);
+}
+
+// -- inside the model: each layer's activations, as the server computed them ----------------
+// Colour by the value against the layer's largest magnitude: blue positive, red negative.
+function paint(ctx, values, w, h, scale) {
+  const image = ctx.createImageData(w, h);
+  values.forEach((v, i) => {
+    const a = Math.min(Math.abs(v) / scale, 1);
+    const rgb = v >= 0 ? [255 - 218 * a, 255 - 156 * a, 255 - 20 * a] : [255 - 35 * a, 255 - 217 * a, 255 - 217 * a];
+    image.data.set([...rgb.map(Math.round), 255], i * 4);
+  });
+  ctx.putImageData(image, 0, 0);
+}
+
+function canvasOf(w, h, cssScale) {
+  const c = document.createElement("canvas");
+  c.width = w;
+  c.height = h;
+  c.style.width = `${w * cssScale}px`;
+  c.style.height = `${h * cssScale}px`;
+  return c;
+}
+
+function layerFigure(layer) {
+  const fig = document.createElement("figure");
+  fig.className = "layer";
+  fig.dataset.layer = layer.name;
+  const size = layer.shape.reduce((a, b) => a * b, 1);
+  const scale = Math.max(1e-9, ...layer.values.map(Math.abs));
+  const cap = document.createElement("figcaption");
+  const cut = layer.shown < size ? ` · first ${layer.shown} values shown (GRADSCOPE_MAX_ACTIVATION_VALUES)` : "";
+  cap.textContent = `${layer.name} · ${layer.shape.join("×")} · largest |value| ${scale.toFixed(2)}${cut}`;
+  if (layer.name === "logits") {
+    const list = document.createElement("ol");
+    list.className = "logits";
+    list.start = 0;
+    layer.values.forEach((v) => {
+      const li = document.createElement("li");
+      li.textContent = v.toFixed(2);
+      list.append(li);
+    });
+    fig.append(list);
+  } else if (layer.shape.length === 3) {
+    // Feature maps: one small image per channel.
+    const [, h, w] = layer.shape;
+    const maps = document.createElement("div");
+    maps.className = "maps";
+    for (let c = 0; c * h * w < layer.shown; c++) {
+      const cv = canvasOf(w, h, 1);
+      paint(cv.getContext("2d"), layer.values.slice(c * h * w, (c + 1) * h * w), w, h, scale);
+      maps.append(cv);
+    }
+    fig.append(maps);
+  } else {
+    // A dense layer: its units in a grid, one cell each.
+    const cols = Math.min(32, layer.shown);
+    const rows = Math.ceil(layer.shown / cols);
+    const cv = canvasOf(cols, rows, 10);
+    const cells = [...layer.values, ...new Array(cols * rows - layer.shown).fill(0)];
+    paint(cv.getContext("2d"), cells, cols, rows, scale);
+    fig.append(cv);
+  }
+  fig.prepend(cap);
+  return fig;
+}
+
+function showLayers(layers) {
+  layersBox.replaceChildren(...layers.map(layerFigure));
+  insideNote.textContent = layers.length
+    ? "Each unit coloured by its activation for this drawing (blue positive, red negative), left to right from the input."
+    : "Draw a digit to see what each layer makes of it.";
 }
 
 function reset() {
@@ -176,6 +257,9 @@ function reset() {
   }
   previewCtx.clearRect(0, 0, 28, 28);
   preview.dataset.filled = "false";
+  typicalBox.hidden = true;
+  typicalBox.dataset.unlike = "";
+  showLayers([]);
 }
 
 // -- the model picker ---------------------------------------------------------------------

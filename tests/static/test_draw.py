@@ -71,6 +71,9 @@ def test_draw_one_zero_seven(dashboard: Server, page: Any) -> None:
         ]
         assert abs(sum(probs) - 1) < 1e-3 and max(range(10), key=probs.__getitem__) == int(digit)
         assert page.locator("#bars li.top").get_attribute("data-digit") == digit
+        # A digit is not flagged; inside, every layer the server sent is drawn.
+        assert page.locator("#typical").is_hidden()
+        assert layers_drawn(page) == ["hidden 1 (relu)", "hidden 2 (relu)", "logits"]
         page.wait_for_timeout(300)  # let the bars' short transition end before the picture
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"test_draw-{digit}.png"))
@@ -81,11 +84,42 @@ def test_draw_one_zero_seven(dashboard: Server, page: Any) -> None:
         assert page.locator("#preview").get_attribute("data-filled") == "false"
         assert preview_ink(page) == 0
         assert page.locator("#bars li.top").count() == 0
+        assert page.locator("#layers figure").count() == 0
         assert page.evaluate("""() => {
             const c = document.querySelector('#draw-canvas');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             return d.every((v) => v === 255);
         }""")
+
+
+def layers_drawn(page: Any) -> list[str]:
+    """The names of the layer figures whose canvases (or logits list) show something."""
+    return page.evaluate("""() => [...document.querySelectorAll('#layers figure')]
+        .filter((f) => f.querySelector('ol li') || [...f.querySelectorAll('canvas')].some((c) => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let i = 0; i < d.length; i += 4) if (d[i] < 250) return true;
+            return false;
+        }))
+        .map((f) => f.dataset.layer)""")
+
+
+def test_a_drawing_unlike_any_digit_is_flagged(dashboard: Server, page: Any) -> None:
+    page.goto(dashboard.url + "/draw")
+    page.wait_for_selector("#model-picker[data-loaded=true]")
+    draw(page, [[(60, 60), (220, 220)], [(220, 60), (60, 220)]])  # an X
+    wait_answer(page)
+    flag = page.locator("#typical")
+    assert flag.is_visible() and flag.get_attribute("data-unlike") == "true"
+    assert "does not look like any MNIST digit" in flag.inner_text()
+    assert "unlike any digit" in page.locator("#confidence").inner_text()
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 1100})
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"test_draw-X-{width}.png"), full_page=True)
+    # At 390 px the page fits the screen: nothing wider than the viewport.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.click("#draw-clear")
+    assert flag.is_hidden()
 
 
 def test_pick_a_finished_run(dashboard: Server, page: Any) -> None:
