@@ -21,8 +21,9 @@ MAX_COMPARED = 12
 # options, bounds and help text come from RunConfig's JSON schema.
 FORM_FIELDS = (
     ("dataset.name", "Data set", ""),
-    ("model.hidden", "Hidden layers", "16,16"),
+    ("model.hidden", "Hidden layers", "none: one linear layer"),
     ("model.activation", "Activation", ""),
+    ("model.output", "Output", ""),
     ("loss", "Loss", ""),
     ("optimizer.name", "Optimizer", ""),
     ("optimizer.lr", "Learning rate", ""),
@@ -53,6 +54,7 @@ def form_fields() -> list[dict[str, Any]]:
     for path, label, placeholder in FORM_FIELDS:
         prop = _schema_property(schema, path)
         kind = "select" if "enum" in prop else prop.get("type")
+        nullable = any(b.get("type") == "null" for b in prop.get("anyOf", ()))
         fields.append(
             {
                 "name": path,
@@ -62,8 +64,12 @@ def form_fields() -> list[dict[str, Any]]:
                 "kind": "number" if kind in ("integer", "number") else kind,
                 "options": prop.get("enum", []),
                 "min": prop.get("minimum", prop.get("exclusiveMinimum")),
+                # min above is inclusive: the page refuses the bound itself (lr = 0) by this.
+                "gt": prop.get("exclusiveMinimum"),
                 "max": prop.get("maximum"),
                 "step": "any" if kind == "number" else None,
+                # Empty means null (batch size: full batch; steps when epochs are set).
+                "nullable": nullable,
             }
         )
     return fields
@@ -115,6 +121,23 @@ def draw(request: Request) -> HTMLResponse:
 def run_page(request: Request, run_id: str, store: StoreDep) -> HTMLResponse:
     """One run, live: controls and every panel."""
     run = find_run(store, run_id)  # an unknown id: the 404 page
-    return templates.TemplateResponse(
-        request, "run.html", {"run": run, "panels": PANELS, "vendor": vendor_ready()}
-    )
+    context = {
+        "run": run,
+        "panels": PANELS,
+        "vendor": vendor_ready(),
+        "settings": settings_rows(run.config),
+    }
+    return templates.TemplateResponse(request, "run.html", context)
+
+
+def settings_rows(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A run's config as (dotted key, value) rows, for the run page's settings list."""
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(settings_rows(value, name + "."))
+        elif value is not None:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            rows.append((name, shown or "none"))
+    return rows

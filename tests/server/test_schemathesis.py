@@ -45,6 +45,8 @@ SERVER_ENV = {
     "GRADSCOPE_MAX_STEPS": "5000",
     "GRADSCOPE_MAX_PARAMETERS": "50000",
     "GRADSCOPE_COMMAND_TIMEOUT": "10",
+    # Landscapes and sharpness are computed on demand: small ones keep the fuzzing quick.
+    "GRADSCOPE_LANDSCAPE_MAX_WORK": "200000000",
 }
 
 
