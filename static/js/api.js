@@ -47,6 +47,10 @@ export const api = {
   metrics: (id, since = 0) => request("GET", `/api/runs/${id}/metrics?since=${since}`),
   /** Series as min/max/last buckets: {names: [...], from, to, points}. */
   history: (id, params) => request("GET", `/api/runs/${id}/history?${query(params)}`),
+  /** The loss landscape around a recorded step; `params` a query string (at, params, n). */
+  landscape: (id, params) => request("GET", `/api/runs/${id}/landscape?${params}`),
+  /** The top Hessian eigenvalue at up to `points` recorded steps, and the 2 / lr line. */
+  sharpness: (id, points) => request("GET", `/api/runs/${id}/sharpness?${query({ points })}`),
   /** The recorded frame at or before `at`, or the first after `after`; null when none (a
    * deleted run also answers 404: its websocket's close says so). */
   frame: async (id, { at, after }) => {

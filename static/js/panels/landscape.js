@@ -13,23 +13,13 @@
 // frame step the panel follows, as every frame panel), data-drawn-step (the step of the
 // landscape drawn: the same once its answer is in), data-path-end and data-min ("x,y"), data-start-loss, data-step-loss,
 // data-valley-t, data-step-t; the canvases are .landscape-map and .landscape-slice.
+import { api } from "../api.js";
 import { FramePanel } from "./frame.js";
 
 const MAP = 360; // px of the heat map (square)
 const SLICE_W = 300, SLICE_H = 220;
 const PAD = 54; // room for the axes' numbers
 const RANDOM = ""; // the select's value for the random directions
-
-async function getJSON(path) {
-  const response = await fetch(path);
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const d = data.detail;
-    const msg = typeof d === "string" ? d : Array.isArray(d) ? d.map((e) => e.msg).join("; ") : "";
-    throw new Error(msg || `${response.status} ${response.statusText}`);
-  }
-  return data;
-}
 
 function num(v) {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
@@ -57,7 +47,7 @@ export default class LandscapePanel extends FramePanel {
     this.data = null; // the last landscape drawn
     this.error = null;
     this.busy = false;
-    this.want = null; // the request waiting: {key, url}
+    this.want = null; // the request waiting: {key}, its query string
     this.shownKey = null;
     this.el.dataset.state = "closed";
     this.build();
@@ -126,19 +116,19 @@ export default class LandscapePanel extends FramePanel {
     if (params) q.set("params", params);
     const key = q.toString();
     if (key === this.shownKey || key === this.want?.key) return;
-    this.want = { key, url: `/api/runs/${this.runId}/landscape?${key}` };
+    this.want = { key };
     if (!this.busy) this.pump();
   }
 
   async pump() {
     this.busy = true;
     while (this.want) {
-      const { key, url } = this.want;
+      const { key } = this.want;
       this.want = null;
       this.el.dataset.state = "loading";
       this.status.textContent = "Computing the landscape…";
       try {
-        const data = await getJSON(url);
+        const data = await api.landscape(this.runId, key);
         this.data = data;
         this.error = null;
         this.shownKey = key;

@@ -11,6 +11,7 @@
 // Test hooks on the section: data-state (closed | loading | ready | error), data-step,
 // data-points, data-last (the newest value), data-limit (2 / lr, "" for Adam); the chart's
 // div has data-marker (chart.js).
+import { api } from "../api.js";
 import { FramePanel } from "./frame.js";
 import { line, makeChart, reference } from "./chart.js";
 
@@ -70,12 +71,7 @@ export default class SharpnessPanel extends FramePanel {
       this.status.textContent = "Computing the sharpness…";
     }
     try {
-      const response = await fetch(`/api/runs/${this.runId}/sharpness?points=100`);
-      const data = await response.json().catch(() => ({}));
-      if (!response.ok) {
-        const d = data.detail;
-        throw new Error(typeof d === "string" ? d : Array.isArray(d) ? d.map((e) => e.msg).join("; ") : response.statusText);
-      }
+      const data = await api.sharpness(this.runId, 100);
       this.askedFor = head;
       this.render(data);
     } catch (err) {
