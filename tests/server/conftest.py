@@ -15,12 +15,14 @@ share) and `app` (an in-process app per test).
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -67,6 +69,25 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) / 1024
     return values["VmRSS"], values["VmHWM"]
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A loopback HTTP handler for stand-ins of what we do not own (a download mirror)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_service(handler: type[QuietHandler]) -> Iterator[str]:
+    """`handler` served on a free loopback port in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def free_port() -> int:

@@ -3,35 +3,26 @@ one sentence that says where to put them; with a mirror that answers, it is acce
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gradscope.engine import mnist
-from tests.server.conftest import free_port, in_process
+from tests.server.conftest import QuietHandler, free_port, http_service, in_process
 
 
 @pytest.fixture
 def mirror() -> Iterator[str]:
     """A local HTTP server that answers every HEAD with 200 (a reachable mirror)."""
 
-    class Answer(http.server.BaseHTTPRequestHandler):
+    class Answer(QuietHandler):
         def do_HEAD(self) -> None:
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
+    with http_service(Answer) as url:
+        yield url
 
 
 def create_mnist(app) -> tuple[int, str]:  # type: ignore[no-untyped-def]

@@ -4,8 +4,6 @@ events, and the run page shows it in a banner until the run starts."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from playwright.sync_api import expect
 from gradscope.engine import mnist
 from gradscope.server.runs.events import validate_event
 from gradscope.server.settings import Settings
-from tests.server.conftest import Server
+from tests.server.conftest import QuietHandler, Server, http_service
 from tests.static.test_timeline import TIMEOUT
 
 # The big file comes slowly (about 3 s), so the page sees the download in progress.
@@ -28,7 +26,7 @@ SLOW_FILE, SLOW_BYTES_PER_S = "train-images-idx3-ubyte.gz", 3_000_000
 def mirror(real_mnist: Path) -> Iterator[str]:
     """A loopback HTTP mirror of the real MNIST files, with Content-Length, one file slow."""
 
-    class Files(http.server.BaseHTTPRequestHandler):
+    class Files(QuietHandler):
         def _file(self) -> Path | None:
             name = self.path.rsplit("/", 1)[-1]
             return real_mnist / name if name in mnist.FILES else None
@@ -54,15 +52,8 @@ def mirror(real_mnist: Path) -> Iterator[str]:
                 self.wfile.write(body[i : i + chunk])
                 time.sleep(pause)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/mnist/"
-    finally:
-        server.shutdown()
+    with http_service(Files) as url:
+        yield url + "mnist/"
 
 
 @pytest.fixture(scope="module")
