@@ -13,3 +13,6 @@ class Control(StrEnum):
     STEP = "step"  # sent with the number of steps: (Control.STEP, n)
     STOP = "stop"
     PACE = "pace"  # sent with steps per second, or None for full speed: (Control.PACE, pace)
+    # Set one weight of a paused run: (Control.SET, param, index, value); the ack carries
+    # an error message (or None) after the step.
+    SET = "set"

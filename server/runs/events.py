@@ -36,11 +36,11 @@ EventType = Literal[
     "misclassified",
     "checkpoint",
     "download",
+    "intervention",
 ]
 # The snapshot kinds, each a picture of one moment (GET /api/runs/{id}/snapshots/{kind}).
-SNAPSHOT_TYPES = tuple(
-    t for t in get_args(EventType) if t not in ("state", "metrics", "checkpoint", "download")
-)
+NOT_SNAPSHOTS = ("state", "metrics", "checkpoint", "download", "intervention")  # moments
+SNAPSHOT_TYPES = tuple(t for t in get_args(EventType) if t not in NOT_SNAPSHOTS)
 # The kinds recorded every k steps: a step with one of them is a frame (Store.frame).
 FRAME_TYPES: tuple[str, ...] = ("weights", "histograms", "health", "graph_values", "boundary")
 # A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
@@ -258,6 +258,18 @@ class DownloadData(TypedDict):
     total: int
 
 
+@with_config(STRICT)
+class InterventionData(TypedDict):
+    """A person changed the run while it was paused: one weight set by hand (`param` as the
+    weights event names it, `index` into it, [] for a scalar), from `old` to `new`."""
+
+    what: Literal["weight"]
+    param: str
+    index: list[int]
+    old: float
+    new: float
+
+
 EventData = (
     StateData
     | StepMetrics
@@ -274,6 +286,7 @@ EventData = (
     | MisclassifiedData
     | CheckpointData
     | DownloadData
+    | InterventionData
 )
 
 # Each event type and the data it carries.
@@ -292,6 +305,7 @@ EVENT_DATA: dict[str, tuple[type, ...]] = {
     "misclassified": (MisclassifiedData,),
     "checkpoint": (CheckpointData,),
     "download": (DownloadData,),
+    "intervention": (InterventionData,),
 }
 
 

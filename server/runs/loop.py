@@ -17,6 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from gradscope.server.runs.commands import Commands, Stopped
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.control import Control
 from gradscope.server.runs.events import CheckpointData, NewEvent, StepLoss, new_event
@@ -38,16 +39,9 @@ KEEP_CHECKPOINTS = 2
 CHECKPOINT_INTERVAL = 10.0
 
 
-class Stopped(Exception):
-    """The run was told to stop (or its server went away): leave the loop cleanly."""
-
-    def __init__(self, state: str, message: str | None = None) -> None:
-        super().__init__(state)
-        self.state, self.message = state, message
-
-
-class TrainingLoop:
-    """Drive one run: steps, recording cadence, checkpoints, flushes, pause/step/stop."""
+class TrainingLoop(Commands):
+    """Drive one run: steps, recording cadence, checkpoints, flushes; its commands
+    (pause/step/stop/pace/set) are handled by `Commands`."""
 
     def __init__(
         self,
@@ -316,10 +310,13 @@ class TrainingLoop:
             k = math.ceil(cost / (RECORD_BUDGET * self.step_time))
             self.record_every = max(1, min(MAX_RECORD_EVERY, k))
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, again: bool = False) -> None:
+        """Write a checkpoint of this step (`again`: even if one was, the model changed)."""
         step = self.trainer.step
         if self.checkpoints and self.checkpoints[-1] == f"step-{step}.npz":
-            return
+            if not again:
+                return
+            self.checkpoints.pop()  # rewritten below, under the same name
         folder = self.store.checkpoint_dir(self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"step-{step}.npz"
@@ -353,55 +350,3 @@ class TrainingLoop:
         # and the history continues without a gap or a duplicate.
         while self.trainer.step < record.step:
             self.trainer.train_step()
-
-    # -- commands -----------------------------------------------------------------
-    def _commands(self) -> None:
-        """Handle waiting commands; while paused, block until one arrives."""
-        assert self.control is not None
-        while True:
-            if (not self.paused or self.pending_steps) and not self.control.poll():
-                return  # nothing waiting, and nothing to wait for (or steps to make)
-            try:
-                if self.paused:
-                    self.flush()
-                command = self.control.recv()
-            except (EOFError, OSError):
-                # The server is gone: stop writing so a restarted server finds a clean run.
-                raise Stopped(
-                    "interrupted", "the server stopped while this run was active"
-                ) from None
-            self._handle(command)
-
-    def _handle(self, command: tuple[Any, ...]) -> None:
-        name = Control(command[0])
-        if name is Control.PAUSE:
-            if not self.paused:
-                self.paused = True
-                self._record()  # the frame of the step the run waits at
-                self.set_state("paused")
-            self._ack(name)
-        elif name is Control.RESUME:
-            if self.paused:
-                self.paused = False
-                self.set_state("running")
-            self._ack(name)
-        elif name is Control.STEP:
-            n = int(command[1])
-            if n <= 0 or not self.paused:
-                self._ack(name)
-                return
-            remaining = self.trainer.total_steps - self.trainer.step
-            self.pending_steps = min(n, remaining)
-            if self.pending_steps == 0:
-                self._ack(name)
-        elif name is Control.PACE:
-            self.set_pace(command[1])
-            self._ack(name)
-        elif name is Control.STOP:
-            raise Stopped("stopped", "stopped by the user")
-
-    def _ack(self, name: str) -> None:
-        self.flush()
-        if self.control is not None:
-            with contextlib.suppress(OSError):
-                self.control.send(("ack", name, self.trainer.step))

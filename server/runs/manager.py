@@ -17,6 +17,7 @@ from gradscope.server.errors import (
     Busy,
     Conflict,
     GradscopeError,
+    Invalid,
     NotFound,
     TimedOut,
 )
@@ -52,6 +53,10 @@ class QueueFull(RunError, Busy):
 
 class WorkerTimeout(RunError, TimedOut):
     """The run's worker did not answer a command in time."""
+
+
+class BadIntervention(RunError, Invalid):
+    """An edit that names no weight of the model (its message starts with the field)."""
 
 
 @dataclass
@@ -195,6 +200,23 @@ class RunManager:
             await self._command(run_id, Control.PACE, pace)
         return self.get(run_id)
 
+    async def intervene(self, run_id: str, param: str, index: list[int], value: float) -> int:
+        """Set one weight of a paused run; the step it was set at."""
+        run = self.get(run_id)
+        if run.state != "paused" or run_id not in self.workers:
+            raise RunConflict(
+                f"a weight is set on a paused run, and this one is {run.state}: pause it first"
+            )
+        answer = await self._command(run_id, Control.SET, param, index, value)
+        if answer is None or answer[0] != "ack":
+            raise RunConflict("the run's worker exited before setting the weight")
+        _, _, step, error = answer
+        if error is not None:
+            if error.startswith("state: "):
+                raise RunConflict(error.removeprefix("state: "))
+            raise BadIntervention(error)
+        return step
+
     async def stop(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
         w = self.workers.get(run_id)
@@ -234,15 +256,15 @@ class RunManager:
         self.store.delete_run(run_id)
 
     # -- internals ----------------------------------------------------------------
-    async def _command(self, run_id: str, control: Control, arg: Any = None) -> None:
+    async def _command(self, run_id: str, control: Control, *args: Any) -> tuple[Any, ...] | None:
         """Send a command (STEP with its n, PACE with its pace) and wait for the worker's
         answer (or its exit)."""
         w = self.workers.get(run_id)
         if w is None:
             raise RunConflict("the run has no live worker")
-        # The pipe carries plain values: (name,), ("step", n) or ("pace", pace).
-        with_arg = control in (Control.STEP, Control.PACE)
-        message = (control.value, arg) if with_arg else (control.value,)
+        # The pipe carries plain values: (name,), ("step", n), ("pace", pace) or
+        # ("set", param, index, value).
+        message = (control.value, *args)
         async with w.lock:
             try:
                 w.conn.send(message)
@@ -251,10 +273,11 @@ class RunManager:
             timeout = self.settings.command_timeout
             if control is Control.STEP:
                 # Stepping takes as long as the steps do; allow for slow ones.
-                timeout *= max(1.0, arg / 1000)
+                timeout *= max(1.0, args[0] / 1000)
             answer = await asyncio.to_thread(_wait_answer, w.conn, control, timeout)
             if answer is None and w.process.is_alive():
                 raise WorkerTimeout(f"the worker did not answer {control.value!r} in time")
+            return answer
 
     async def _schedule(self) -> None:
         """Start queued runs while there are free worker slots (GRADSCOPE_MAX_CONCURRENT)."""

@@ -14,7 +14,9 @@ from gradscope.server.store import Store
 from gradscope.server.store.encoding import to_json
 
 EXPORT_BATCH = 5000  # events read from the store at a time
-CSV_COLUMNS = ("seq", "step", "epoch", "t", "train_loss", "test_loss", "test_acc", "train_acc")
+CSV_COLUMNS = (
+    "seq", "step", "epoch", "t", "train_loss", "test_loss", "test_acc", "train_acc", "intervention"
+)  # fmt: skip
 
 
 def metrics_series(
@@ -34,15 +36,26 @@ def metrics_series(
     return series
 
 
+def _intervention(data: dict[str, Any]) -> str:
+    """An edit in one CSV cell: `0.weight[3, 1]: 0.41 -> 0.75`."""
+    where = f"{data['param']}{data['index'] if data['index'] else ''}"
+    return f"{where}: {data['old']:.6g} -> {data['new']:.6g}"
+
+
 def iter_csv(store: Store, run_id: str, batch: int = EXPORT_BATCH) -> Iterator[str]:
-    """One row per metrics event (every step's training loss, every epoch's test figures),
-    as chunks of text: the store is read `batch` events at a time, never whole."""
+    """One row per metrics event (every step's training loss, every epoch's test figures)
+    and per intervention (an edit by hand), as chunks of text: the store is read `batch`
+    events at a time, never whole."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for events in _batches(store, run_id, batch, ("metrics",)):
+    for events in _batches(store, run_id, batch, ("metrics", "intervention")):
         for e in events:
-            row = {"seq": e["seq"], "step": e["step"], "t": round(e["t"], 6), **e["data"]}
+            row = {"seq": e["seq"], "step": e["step"], "t": round(e["t"], 6)}
+            if e["type"] == "intervention":
+                row["intervention"] = _intervention(e["data"])
+            else:
+                row.update(e["data"])
             writer.writerow(row)
         yield out.getvalue()
         out.seek(0)

@@ -16,7 +16,15 @@ from gradscope.server.settings import Settings
 from gradscope.server.store import Store
 from gradscope.server.stream.hub import Hub
 from gradscope.server.web import docs, errors, pages, security
-from gradscope.server.web.api import history, landscape, predict, presets, runs, ws
+from gradscope.server.web.api import (
+    history,
+    interventions,
+    landscape,
+    predict,
+    presets,
+    runs,
+    ws,
+)
 from gradscope.server.web.limits import BodyLimitMiddleware, SlidingWindow
 
 log = logging.getLogger("gradscope")
@@ -61,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(history.router)
     app.include_router(landscape.router)
+    app.include_router(interventions.router)
     app.include_router(ws.router)
     app.include_router(predict.router)
     app.include_router(pages.router)

@@ -90,8 +90,9 @@ def test_every_stored_event_validates_and_every_type_is_emitted(
         for e in events:
             validate_event(e)
             seen.add(e["type"])
-    # `download` needs MNIST missing and a mirror: tests/static/test_download.py records it.
-    assert seen == set(EVENT_DATA) - {"download"}
+    # `download` needs MNIST missing and a mirror (tests/static/test_download.py records it),
+    # `intervention` a person (tests/server/test_interventions.py).
+    assert seen == set(EVENT_DATA) - {"download", "intervention"}
     failed = stored["diverged"][-1]["data"]
     assert failed["state"] == "failed" and failed["op"] in {"**2", "*", "+"}, failed
 

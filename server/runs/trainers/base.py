@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,25 @@ class Trainer:
 
     def _health(self) -> HealthData:
         raise NotImplementedError
+
+    def _write_param(self, name: str, index: tuple[int, ...], value: float) -> None:
+        """Set one element of a parameter (by the name _params gives it) in the model."""
+        raise NotImplementedError
+
+    def intervene(self, param: str, index: Sequence[int], value: float) -> float:
+        """Set one weight by hand (a paused run's intervention); the value it had before.
+        ValueError, naming what is wrong, for an unknown parameter or an index out of range."""
+        params = self._params()
+        if param not in params:
+            names = ", ".join(list(params)[:6]) + (", ..." if len(params) > 6 else "")
+            raise ValueError(f"param: the model has no parameter {param!r} (it has {names})")
+        shape = params[param].shape
+        inside = len(index) == len(shape) and all(0 <= i < n for i, n in zip(index, shape))
+        if not inside:
+            raise ValueError(f"index: {list(index)} is not inside {param!r} of shape {list(shape)}")
+        old = float(params[param][tuple(index)])
+        self._write_param(param, tuple(index), value)
+        return old
 
     def _snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the weights by parameter group, before a watched update."""

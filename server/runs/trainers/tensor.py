@@ -150,6 +150,9 @@ class TensorTrainer(Trainer):
     def _params(self) -> dict[str, np.ndarray]:
         return {name: p.data for name, p in self._named}
 
+    def _write_param(self, name: str, index: tuple[int, ...], value: float) -> None:
+        dict(self._named)[name].data[index] = value
+
     def _health(self) -> HealthData:
         self._graph_root()  # dead-ReLU shares need a live forward pass
         safe = {n: json_float(v) for n, v in health.grad_norms(self.model).items()}
