@@ -47,6 +47,13 @@ export const api = {
   metrics: (id, since = 0) => request("GET", `/api/runs/${id}/metrics?since=${since}`),
   /** Series as min/max/last buckets: {names: [...], from, to, points}. */
   history: (id, params) => request("GET", `/api/runs/${id}/history?${query(params)}`),
+  /** Runs' metric on one step grid, a line per run or per group (a mean with a band):
+   * params {runs, metric, group, x, points, from, to} (GET /api/compare). */
+  compare: (params) => request("GET", `/api/compare?${query(params)}`),
+  /** Set one weight of a paused run: {param, index, value} -> the recorded edit. */
+  intervene: (id, body) => request("POST", `/api/runs/${id}/interventions`, body),
+  /** Every edit made to a run by hand, oldest first. */
+  interventions: (id) => request("GET", `/api/runs/${id}/interventions`),
   /** The loss landscape around a recorded step; `params` a query string (at, params, n). */
   landscape: (id, params) => request("GET", `/api/runs/${id}/landscape?${params}`),
   /** The top Hessian eigenvalue at up to `points` recorded steps, and the 2 / lr line. */

@@ -6,6 +6,8 @@
 // (the hello's bucketed series), seedFrame(events, step) (the hello's frame: its state at the
 // head), follow(step) (the newest live frame's step), showFrame(events, step) (a recorded
 // frame; null: back to live) and setCursor(step) (the timeline's position; null: none).
+import { api } from "./api.js";
+import { setEdits } from "./panels/chart.js";
 import { RunStream } from "./stream.js";
 import { Timeline } from "./timeline.js";
 import { Transport } from "./transport.js";
@@ -170,6 +172,18 @@ const timeline = new Timeline(runId, {
   },
 });
 
+// The steps where a weight was set by hand: every chart marks them (chart.js).
+const editSteps = new Set();
+
+async function loadEdits() {
+  try {
+    for (const e of (await api.interventions(runId)).interventions) editSteps.add(e.step);
+    setEdits(editSteps);
+  } catch (err) {
+    console.warn("could not list the run's edits", err);
+  }
+}
+
 function onHello(hello, first) {
   if (first) {
     sections.forEach((el, i) => {
@@ -192,6 +206,7 @@ function onHello(hello, first) {
       }
     });
     redrawAll();
+    loadEdits();
   }
   transport.setStep(step, hello.steps_per_epoch);
   transport.setPace(hello.config?.pace ?? null);
@@ -242,6 +257,10 @@ function apply(e) {
   setHead(e.step);
   if (e.type === "state") setState(e.data.state, e.data);
   if (e.type === "download" && badge.dataset.state === "queued") showDownload(e.data);
+  if (e.type === "intervention") {
+    editSteps.add(e.step);
+    setEdits(editSteps);
+  }
   if (frameTypes.has(e.type)) follow(e.step);
   for (const { panel, events } of panels) {
     if (events.has(e.type)) {

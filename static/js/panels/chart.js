@@ -52,6 +52,48 @@ function markerPlugin(marker) {
   };
 }
 
+// Edits made by hand (intervention events): every chart marks their steps, a solid orange
+// line each. run.js sets them (setEdits) from GET /api/runs/{id}/interventions and live events.
+const edits = { steps: [], charts: new Map() }; // chart -> its element
+
+/** The steps every chart marks as edited by hand (an intervention's step). */
+export function setEdits(steps) {
+  edits.steps = [...steps];
+  for (const [plot, el] of edits.charts) {
+    el.dataset.edits = edits.steps.join(",");
+    plot.redraw(false);
+  }
+}
+
+function editsPlugin() {
+  return {
+    hooks: {
+      draw: (u) => {
+        const { left, top, width, height } = u.bbox;
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "#ea580c";
+        ctx.fillStyle = "#ea580c";
+        ctx.lineWidth = Math.max(1, devicePixelRatio * 1.5);
+        for (const step of edits.steps) {
+          const px = Math.round(u.valToPos(step, "x", true));
+          if (!(px >= left - 1 && px <= left + width + 1)) continue;
+          ctx.beginPath();
+          ctx.moveTo(px, top);
+          ctx.lineTo(px, top + height);
+          ctx.stroke();
+          ctx.beginPath(); // a small flag at the top: "edited here"
+          ctx.moveTo(px, top);
+          ctx.lineTo(px + 7 * devicePixelRatio, top + 4 * devicePixelRatio);
+          ctx.lineTo(px, top + 8 * devicePixelRatio);
+          ctx.fill();
+        }
+        ctx.restore();
+      },
+    },
+  };
+}
+
 /**
  * A uPlot chart in `el`, as wide as `el` and following its width as the layout changes;
  * `opts` is uPlot's, with `height` required and a numeric (not time) x scale by default.
@@ -62,7 +104,9 @@ export function makeChart(el, opts, data) {
   const width = Math.max(MIN_WIDTH, el.clientWidth || FALLBACK_WIDTH);
   const marker = { x: null };
   const plot = new uPlot({ width, ...opts, scales: { x: { time: false }, ...opts.scales },
-    plugins: [...(opts.plugins || []), markerPlugin(marker)] }, data, el);
+    plugins: [...(opts.plugins || []), markerPlugin(marker), editsPlugin()] }, data, el);
+  edits.charts.set(plot, el);
+  el.dataset.edits = edits.steps.join(",");
   plot.setMarker = (x) => {
     const v = x ?? null;
     if (v === marker.x) return;
@@ -78,6 +122,7 @@ export function makeChart(el, opts, data) {
   const destroy = plot.destroy.bind(plot);
   plot.destroy = () => {
     resize.disconnect();
+    edits.charts.delete(plot);
     destroy();
   };
   return plot;
@@ -181,4 +226,15 @@ export function alignSeries(series, names, field = "last") {
     return col;
   });
   return { steps, cols };
+}
+
+/** An exponential moving average of `values` (alpha: the weight of the past; 0: none),
+ * nulls kept as nulls and skipped over. */
+export function ema(values, alpha) {
+  let prev = null;
+  return values.map((v) => {
+    if (typeof v !== "number") return null;
+    prev = prev === null || !alpha ? v : alpha * prev + (1 - alpha) * v;
+    return prev;
+  });
 }
