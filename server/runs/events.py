@@ -37,12 +37,15 @@ EventType = Literal[
     "checkpoint",
     "download",
     "intervention",
+    "neurons",
 ]
 # The snapshot kinds, each a picture of one moment (GET /api/runs/{id}/snapshots/{kind}).
 NOT_SNAPSHOTS = ("state", "metrics", "checkpoint", "download", "intervention")  # moments
 SNAPSHOT_TYPES = tuple(t for t in get_args(EventType) if t not in NOT_SNAPSHOTS)
 # The kinds recorded every k steps: a step with one of them is a frame (Store.frame).
-FRAME_TYPES: tuple[str, ...] = ("weights", "histograms", "health", "graph_values", "boundary")
+FRAME_TYPES: tuple[str, ...] = (
+    "weights", "histograms", "health", "graph_values", "boundary", "neurons"
+)  # fmt: skip
 # A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
 # event every step makes stays a tuple until the store encodes it (see StepMetrics).
 StepLoss = tuple[int, float, int, float]
@@ -204,6 +207,30 @@ class BoundaryData(TypedDict):
 
 
 @with_config(STRICT)
+class NeuronLayer(TypedDict):
+    """One layer's units as images: `shown` (unit indices; all of them unless the layer is
+    wider than 16) with their maps, each 0..255 base64 bytes, 127.5 = output 0, 0 and 255 =
+    -scale and +scale (the unit's largest |output| over the grid); and the weights into the
+    units shown from the previous layer's units shown (the inputs, for the first)."""
+
+    units: int
+    shown: list[int]
+    scale: list[JsonFloat]
+    images: list[str]
+    weights: list[list[JsonFloat]]  # [shown unit][previous layer's shown unit (or input)]
+
+
+@with_config(STRICT)
+class NeuronsData(TypedDict):
+    """Every unit's output over the input plane (2-D data sets): the grid's side, its bounds
+    [xmin, xmax, ymin, ymax], and a NeuronLayer per layer (the hidden ones, then the output)."""
+
+    grid: int
+    bounds: list[float]
+    layers: list[NeuronLayer]
+
+
+@with_config(STRICT)
 class ConfusionData(TypedDict):
     """The latest epoch-end test pass: matrix[true][predicted] counts."""
 
@@ -287,6 +314,7 @@ EventData = (
     | CheckpointData
     | DownloadData
     | InterventionData
+    | NeuronsData
 )
 
 # Each event type and the data it carries.
@@ -306,6 +334,7 @@ EVENT_DATA: dict[str, tuple[type, ...]] = {
     "checkpoint": (CheckpointData,),
     "download": (DownloadData,),
     "intervention": (InterventionData,),
+    "neurons": (NeuronsData,),
 }
 
 

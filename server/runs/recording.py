@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gradscope.engine.inference import softmax_rows
+from gradscope.engine.inference import Layer, layer_outputs, softmax_rows
 from gradscope.engine.jsonsafe import json_float, json_floats
 
 
@@ -124,6 +124,36 @@ def unit_images(w: np.ndarray, units: int = IMAGE_UNITS) -> dict[str, Any]:
         "scale": json_floats(scale[:, 0]),
         "images": [b64_bytes(row) for row in img],
     }
+
+
+# -- neuron maps (2-D data sets) -------------------------------------------------------------
+
+NEURON_GRID = 16  # each hidden unit's map: its output over a 16x16 grid of the input plane
+NEURON_UNITS = 16  # per layer; a wider layer shows the units that weigh most downstream
+
+
+def neuron_layers(layers: list[Layer], grid: np.ndarray) -> list[dict[str, Any]]:
+    """Each layer's units (the hidden ones, then the outputs) as images of their output over
+    the grid (row-major, y outer), scaled per unit like `unit_images`. A hidden layer wider
+    than NEURON_UNITS shows the units whose outgoing weights are largest (the next layer's
+    column norms), in index order; an output layer its first NEURON_UNITS. Each layer also
+    carries its weights between the units shown (out x in, from the previous layer's shown
+    units or the inputs), so a network of any size can be drawn from these alone."""
+    outs = layer_outputs(layers, grid)
+    maps = []
+    before = np.arange(min(grid.shape[1], NEURON_UNITS))  # the inputs shown
+    for k, h in enumerate(outs):
+        units = h.shape[1]
+        shown = np.arange(min(units, NEURON_UNITS))
+        if units > NEURON_UNITS and k + 1 < len(layers):
+            weight = np.linalg.norm(np.nan_to_num(layers[k + 1][0]), axis=0)
+            shown = np.sort(np.argsort(-weight, kind="stable")[:NEURON_UNITS])
+        images = unit_images(h.T[shown], units=len(shown))
+        w = layers[k][0][np.ix_(shown, before)]
+        weights = [json_floats(row, 4) for row in w.astype(np.float64)]
+        maps.append({**images, "units": units, "shown": shown.tolist(), "weights": weights})
+        before = shown
+    return maps
 
 
 def misclassified(

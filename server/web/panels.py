@@ -30,7 +30,7 @@ class Panel:
 PANELS: tuple[Panel, ...] = (
     Panel("loss", "Loss", ("metrics",), "loss.js"),
     Panel("weights", "Weights", ("weights", "histograms"), "weights.js"),
-    Panel("network", "Network", ("weights",), "network.js"),
+    Panel("network", "Network", ("weights", "neurons"), "network.js"),
     Panel("health", "Health", ("health",), "health.js"),
     Panel("boundary", "Decision boundary", ("dataset", "boundary"), "boundary.js"),
     Panel("confusion", "Confusion matrix", ("confusion",), "confusion.js"),

@@ -7,7 +7,7 @@
 // head), follow(step) (the newest live frame's step), showFrame(events, step) (a recorded
 // frame; null: back to live) and setCursor(step) (the timeline's position; null: none).
 import { api } from "./api.js";
-import { setEdits } from "./panels/chart.js";
+import { setEdits } from "./edits.js";
 import { RunStream } from "./stream.js";
 import { Timeline } from "./timeline.js";
 import { Transport } from "./transport.js";

@@ -46,3 +46,43 @@ def test_set_a_weight_from_the_network_diagram(dashboard: Server, page: Any) -> 
         "document.querySelector('#conn-status').textContent === 'live'", timeout=TIMEOUT
     )
     expect(page.locator("#panel-loss [data-edits='0']").first).to_be_attached(timeout=TIMEOUT)
+
+
+def maps_of(page: Any) -> list[str]:
+    """Every unit map's image (its data URL) in the network diagram, in order."""
+    return page.eval_on_selector_all(
+        "#panel-network canvas.neuron-map", "l => l.map((c) => c.toDataURL())"
+    )
+
+
+def test_every_unit_shows_its_map_and_the_maps_move(dashboard: Server, page: Any) -> None:
+    """Neuron maps (as TensorFlow Playground draws them): one per hidden unit (and output),
+    live, changing between two frames of a running paced moons run; a wide layer shows
+    the units the server chose and says how many there are."""
+    rid = dashboard.create("moons", steps=100_000, pace=30)["id"]
+    open_run(page, dashboard, rid)
+    page.wait_for_function(
+        "Number(document.querySelector('#panel-network').dataset.maps) > 0", timeout=TIMEOUT
+    )
+    assert page.locator("#panel-network canvas.neuron-map").count() == 16 + 16 + 2
+    first, first_step = maps_of(page), page.locator("#panel-network").get_attribute("data-step")
+    page.wait_for_function(
+        f"document.querySelector('#panel-network').dataset.step > {int(first_step) + 5}",
+        timeout=TIMEOUT,
+    )
+    later = maps_of(page)
+    assert all(m.startswith("data:image/png") for m in later) and len(set(later)) > 10
+    assert sum(a != b for a, b in zip(first, later, strict=True)) > 10
+    # Hovering an edge says its weight.
+    page.locator("#panel-network line.hit").first.hover(force=True)
+    expect(page.locator("#panel-network .network-tip")).to_contain_text("weight")
+    dashboard.request("POST", f"/api/runs/{rid}/stop")
+    # A wider network (spiral: 32 units a layer) shows 16 of each, as the caption says.
+    wide = dashboard.create("spiral", steps=20)["id"]
+    dashboard.wait_for(wide, lambda r: r["state"] == "finished")
+    open_run(page, dashboard, wide)
+    page.wait_for_function(
+        "Number(document.querySelector('#panel-network').dataset.maps) > 0", timeout=TIMEOUT
+    )
+    assert page.locator("#panel-network canvas.neuron-map").count() == 16 * 3 + 2
+    expect(page.locator("#panel-network p.muted").last).to_contain_text("16 of 32")

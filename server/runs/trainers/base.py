@@ -33,17 +33,20 @@ from gradscope.server.runs.events import (
     HistogramsData,
     JsonFloat,
     MisclassifiedData,
+    NeuronsData,
     NewEvent,
     ParamStructure,
     WeightsData,
     new_event,
 )
 from gradscope.server.runs.recording import (
+    NEURON_GRID,
     Histograms,
     bounds_of,
     confusion,
     grid_points,
     misclassified,
+    neuron_layers,
     unit_images,
 )
 
@@ -77,6 +80,7 @@ class Trainer:
         self._hist = Histograms(seed=config.seed)
         self._bounds = bounds_of(data.x_train) if data.is_2d else None
         self._grid: np.ndarray | None = None
+        self._neuron_grid: np.ndarray | None = None
         self._images = config.dataset.name == "mnist"
         self._last_images = -math.inf
         # Small data sets end an epoch every few steps: their confusion matrix waits for the
@@ -241,6 +245,12 @@ class Trainer:
         events.append(new_event("graph_values", self.step, self._graph_values()))
         if self._bounds is not None:
             events.append(new_event("boundary", self.step, self.boundary()))
+            if self._neuron_grid is None:
+                grid = grid_points(self._bounds, NEURON_GRID)
+                self._neuron_grid = grid.astype(self.data.x_train.dtype)
+            maps = neuron_layers(self._layers(), self._neuron_grid)
+            neurons = NeuronsData(grid=NEURON_GRID, bounds=self._bounds, layers=maps)
+            events.append(new_event("neurons", self.step, neurons))
         if self._confusion is not None:
             events.append(new_event("confusion", self.step, self._confusion))
             self._confusion = None

@@ -4,6 +4,7 @@
 // history a panel keeps of its events) and alignSeries (the server's bucketed history as
 // columns).
 import uPlot from "/static/vendor/uPlot.esm.js";
+import { edits } from "../edits.js";
 
 export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
@@ -53,18 +54,7 @@ function markerPlugin(marker) {
 }
 
 // Edits made by hand (intervention events): every chart marks their steps, a solid orange
-// line each. run.js sets them (setEdits) from GET /api/runs/{id}/interventions and live events.
-const edits = { steps: [], charts: new Map() }; // chart -> its element
-
-/** The steps every chart marks as edited by hand (an intervention's step). */
-export function setEdits(steps) {
-  edits.steps = [...steps];
-  for (const [plot, el] of edits.charts) {
-    el.dataset.edits = edits.steps.join(",");
-    plot.redraw(false);
-  }
-}
-
+// line each (the steps come from ../edits.js, which run.js feeds).
 function editsPlugin() {
   return {
     hooks: {

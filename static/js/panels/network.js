@@ -46,6 +46,28 @@ function paint(line, w, max) {
   line.dataset.w = w;
 }
 
+// Paint a unit's map (NeuronLayer image bytes: 127.5 is 0) on its canvas, coloured like the
+// edges. A canvas per unit (in a foreignObject), not an <image>: a paced run repaints every
+// map up to 60 times a second, and encoding and decoding images would not keep up.
+function paintMap(canvas, b64, side) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  if (canvas.width !== side) canvas.width = canvas.height = side;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(side, side);
+  bytes.forEach((v, k) => {
+    const a = (v - 127.5) / 127.5; // -1..1
+    const [r, g, b] = a >= 0 ? [242, 142, 43] : [78, 121, 167];
+    const t = Math.abs(a);
+    // The grid's first row is its lowest y: flip it so that up is up.
+    const row = side - 1 - Math.floor(k / side), col = k % side;
+    img.data.set([255 - t * (255 - r), 255 - t * (255 - g), 255 - t * (255 - b), 255],
+      (row * side + col) * 4);
+  });
+  ctx.putImageData(img, 0, 0);
+}
+
+const range = (n) => Array.from({ length: n }, (_, k) => k);
+
 export default class NetworkPanel extends FramePanel {
   constructor(el, hello) {
     super(el);
@@ -55,36 +77,55 @@ export default class NetworkPanel extends FramePanel {
 
   draw() {
     const weights = this.get("weights");
-    if (!weights) return this.nothing("weights");
-    const { mats, refs } = layers(weights.data);
+    const neurons = this.get("neurons")?.data ?? null;
+    if (!weights && !neurons) return this.nothing("weights");
+    // Every weight when the model is small (and so where each lives, for editing).
+    const { mats, refs } = weights ? layers(weights.data) : { mats: null, refs: null };
     Object.assign(this, { mats, refs });
-    if (!mats.length) return;
-    const sizes = [mats[0][0].length, ...mats.map((m) => m.length)].map((n) => Math.min(n, MAX_UNITS));
+    // The columns' units and the edges between them: for 2-D data sets the server's choice
+    // (a wide layer: the units that weigh most downstream) with their weights and maps, for
+    // a network of any size; otherwise the first MAX_UNITS of each layer.
+    let widths, shown;
     const edges = []; // [layer, out, in, w]
-    mats.forEach((m, l) => {
-      for (let o = 0; o < Math.min(m.length, MAX_UNITS); o++) {
-        for (let i = 0; i < Math.min(m[o].length, MAX_UNITS); i++) edges.push([l, o, i, m[o][i]]);
-      }
-    });
+    if (neurons) {
+      const inputs = neurons.layers[0].weights[0].length;
+      widths = [inputs, ...neurons.layers.map((L) => L.units)];
+      shown = [range(inputs), ...neurons.layers.map((L) => L.shown)];
+      neurons.layers.forEach((L, l) => L.shown.forEach((o, a) =>
+        shown[l].forEach((i, b) => edges.push([l, o, i, L.weights[a][b]]))));
+    } else {
+      if (!mats.length) return;
+      widths = [mats[0][0].length, ...mats.map((m) => m.length)];
+      shown = widths.map((n) => range(Math.min(n, MAX_UNITS)));
+      mats.forEach((m, l) => {
+        for (const o of shown[l + 1]) for (const i of shown[l]) edges.push([l, o, i, m[o][i]]);
+      });
+    }
     let max = 1e-9;
     for (const e of edges) max = Math.max(max, Math.abs(e[3]));
     // The same network as drawn (every frame of a run): repaint its edges in place; a
     // paced run redraws it up to 60 times a second.
-    const key = `${sizes.join("-")}:${edges.length}`;
-    if (key !== this.key || this.svg?.parentNode !== this.body) this.build(sizes, edges);
+    const key = `${shown.map((s) => s.join(",")).join("|")}:${Boolean(neurons)}`;
+    if (key !== this.key || this.svg?.parentNode !== this.body) this.build(shown, edges, neurons);
     this.lines.forEach((line, k) => paint(line, edges[k][3], max));
+    if (neurons && neurons !== this.mapped) this.paintMaps(neurons);
     if (this.editing) this.showEdit(this.editing); // the weight's value in this frame
-    this.caption.textContent = `step ${this.step} · layers ${sizes.join("–")} · ` +
-      `orange positive, blue negative, width |w| (max ${max.toFixed(3)})`;
+    const hidden = widths.map((n, c) => n - shown[c].length).filter((h) => h > 0).length;
+    const cut = hidden ? " · wide layers show the units that weigh most downstream" : "";
+    this.caption.textContent = `step ${this.step} · units ${widths.map((n, c) =>
+      shown[c].length < n ? `${shown[c].length} of ${n}` : n).join("–")}${cut} · ` +
+      `orange positive, blue negative, width |w| (max ${max.toFixed(3)})` +
+      (neurons ? " · each unit shows its output over the input plane" : "");
     this.key = key;
     this.stamp();
     this.el.dataset.edges = this.lines.length;
   }
 
-  build(sizes, edges) {
-    const W = 520, H = 260, pad = 24;
-    const x = (c) => pad + (c * (W - 2 * pad)) / Math.max(1, sizes.length - 1);
-    const y = (c, i) => (H * (i + 1)) / (sizes[c] + 1);
+  build(shown, edges, neurons) {
+    const W = 520, H = 360, pad = 24;
+    const x = (c) => pad + (c * (W - 2 * pad)) / Math.max(1, shown.length - 1);
+    const pos = shown.map((units) => new Map(units.map((u, k) => [u, k])));
+    const y = (c, unit) => (H * (pos[c].get(unit) + 1)) / (shown[c].length + 1);
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.classList.add("network");
@@ -103,23 +144,63 @@ export default class NetworkPanel extends FramePanel {
       hit.setAttribute("class", "hit");
       svg.append(hit);
     }
-    sizes.forEach((n, c) => {
-      for (let i = 0; i < n; i++) {
-        const circle = document.createElementNS(SVG, "circle");
-        circle.setAttribute("cx", x(c)); circle.setAttribute("cy", y(c, i));
-        circle.setAttribute("r", 7);
-        circle.setAttribute("class", "neuron");
-        svg.append(circle);
+    // Units: a map when the server sends one (every column but the inputs), else a circle.
+    const side = Math.min(24, (H / (Math.max(...shown.map((s) => s.length)) + 1)) * 0.85);
+    this.maps = [];
+    shown.forEach((units, c) => {
+      for (const u of units) {
+        if (neurons && c > 0) {
+          const box = document.createElementNS(SVG, "foreignObject");
+          box.setAttribute("x", x(c) - side / 2); box.setAttribute("y", y(c, u) - side / 2);
+          box.setAttribute("width", side); box.setAttribute("height", side);
+          const canvas = document.createElement("canvas");
+          canvas.className = "neuron-map";
+          canvas.dataset.layer = c - 1;
+          canvas.dataset.unit = u;
+          box.append(canvas);
+          this.maps.push(canvas);
+          svg.append(box);
+        } else {
+          const circle = document.createElementNS(SVG, "circle");
+          circle.setAttribute("cx", x(c)); circle.setAttribute("cy", y(c, u));
+          circle.setAttribute("r", 7);
+          circle.setAttribute("class", "neuron");
+          svg.append(circle);
+        }
       }
     });
+    this.mapped = null;
     this.caption = document.createElement("p");
     this.caption.className = "muted";
+    this.tip = document.createElement("p");
+    this.tip.className = "network-tip muted";
     this.svg = svg;
     svg.addEventListener("click", (ev) => {
       const d = ev.target.dataset;
       if (ev.target.tagName === "line") this.showEdit([Number(d.l), Number(d.o), Number(d.i)]);
     });
-    this.body.replaceChildren(svg, this.caption, this.editor());
+    // Hovering an edge says its weight.
+    svg.addEventListener("mouseover", (ev) => {
+      const d = ev.target.dataset;
+      if (ev.target.tagName !== "line") return;
+      const line = this.lines.find((l) => l.dataset.l === d.l && l.dataset.o === d.o && l.dataset.i === d.i);
+      const w = Number(line?.dataset.w);
+      if (line) this.tip.textContent = `layer ${d.l}: input ${d.i} → unit ${d.o}, weight ${w.toPrecision(4)}`;
+    });
+    this.body.replaceChildren(svg, this.tip, this.caption, this.editor());
+  }
+
+  // Each unit's map of this frame (a new neurons event: the maps change with the weights).
+  paintMaps(neurons) {
+    for (const canvas of this.maps) {
+      const layer = neurons.layers[canvas.dataset.layer];
+      const k = layer?.shown.indexOf(Number(canvas.dataset.unit));
+      if (k === undefined || k < 0) continue;
+      paintMap(canvas, layer.images[k], neurons.grid);
+      canvas.dataset.scale = layer.scale[k];
+    }
+    this.mapped = neurons;
+    this.el.dataset.maps = this.maps.length;
   }
 
   // -- setting a weight by hand (a paused run): POST /api/runs/{id}/interventions ----------
@@ -150,7 +231,7 @@ export default class NetworkPanel extends FramePanel {
 
   showEdit([l, o, i]) {
     const w = this.mats?.[l]?.[o]?.[i];
-    if (w === undefined) return;
+    if (w === undefined) return; // a big model: its weights are not all recorded, not editable
     this.editing = [l, o, i];
     const ref = this.refs[l][o][i];
     const where = ref.index.length ? `${ref.param}[${ref.index.join(", ")}]` : ref.param;
