@@ -30,8 +30,8 @@ setup: $(VENV)/.setup-run vendor
 
 setup-test: $(VENV)/.setup-test
 
-# The front-end libraries (uPlot, viz.js, Swagger UI for /docs): npm with the committed
-# lockfile, then copied where the pages load them from (no bundler, no CDN at run time).
+# The front-end libraries (uPlot, viz.js, svg-pan-zoom, Swagger UI for /docs): npm with the
+# committed lockfile, then copied where the pages load them from (no bundler, no CDN at run time).
 # --ignore-scripts: none of them needs an install script (swagger-ui-dist's would report usage).
 vendor: static/vendor/.stamp
 
@@ -43,6 +43,7 @@ static/vendor/.stamp: package.json package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css static/vendor/
 	cp node_modules/@viz-js/viz/dist/viz.js static/vendor/viz.js
+	cp node_modules/svg-pan-zoom/dist/svg-pan-zoom.min.js static/vendor/
 	cp $(SWAGGER)/swagger-ui-bundle.js $(SWAGGER)/swagger-ui.css $(SWAGGER)/favicon-32x32.png static/vendor/
 	touch $@
 

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_predictions: Limit = 4
     # /api/predict?activations=1: at most this many activation values in all, per answer.
     max_activation_values: Limit = 65_536
+    # Runs on one comparison (GET /api/compare, /compare).
+    max_compared: Limit = 50
     # Each request's headers must arrive within this many seconds; past this many open
     # connections requests get a 503 at once.
     header_timeout: float = Field(10.0, gt=0, le=3600)

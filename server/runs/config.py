@@ -106,6 +106,12 @@ class DatasetConfig(_Model):
 class ModelConfig(_Model):
     """A multi-layer perceptron; input and output widths come from the data set and loss."""
 
+    kind: Literal["mlp", "micrograd-expression", "micrograd-neuron"] = Field(
+        "mlp",
+        description="mlp: the network below; micrograd-expression / micrograd-neuron: the second "
+        "article's hand-worked L = (a*b + c)*f or o = tanh(x1*w1 + x2*w2 + b), its leaves "
+        "the parameters, descended on its own output (scalar engine; reads no data)",
+    )
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [16, 16],
         max_length=16,
@@ -232,6 +238,8 @@ class RunConfig(_Model):
 
     def num_parameters(self) -> int:
         """Weights and biases, counted without building anything."""
+        if self.model.kind != "mlp":
+            return ARTICLE_LEAVES[self.model.kind]
         sizes = self.layer_sizes()
         return sum(a * b + (b if self.model.bias else 0) for a, b in itertools.pairwise(sizes))
 
@@ -260,8 +268,27 @@ def _cross_check(c: RunConfig) -> None:
                 f"{len(c.model.start_weights)} given, the neuron has "
                 f"{c.dataset.input_size()} inputs",
             )
+    if c.model.kind != "mlp":
+        _article_check(c)
     if c.engine == "scalar":
         _scalar_check(c)
+
+
+ARTICLE_LEAVES = {"micrograd-expression": 4, "micrograd-neuron": 5}  # a b c f; x1 w1 x2 w2 b
+
+
+def _article_check(c: RunConfig) -> None:
+    """An article's expression is a fixed scalar graph: nothing of an MLP applies to it."""
+    if c.engine != "scalar":
+        raise ConfigError("engine", f"model.kind {c.model.kind!r} runs on the scalar engine")
+    fixed = f"model.kind {c.model.kind!r} is a fixed expression"
+    if c.model.hidden:
+        raise ConfigError("model.hidden", f"{fixed}: set hidden to [] (it has no layers)")
+    if c.model.start_weights is not None:
+        message = f"{fixed}: its leaves start at the article's values"
+        raise ConfigError("model.start_weights", message)
+    if c.batch_size is not None:
+        raise ConfigError("batch_size", f"model.kind {c.model.kind!r} reads no data: leave it out")
 
 
 def _scalar_check(c: RunConfig) -> None:

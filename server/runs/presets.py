@@ -34,6 +34,22 @@ def _toy(
     }
 
 
+def _article(name: str, title: str, text: str) -> tuple[str, str, str, dict[str, Any], bool]:
+    """An article's hand-worked expression: its leaves descend on its output, 0.01 a step
+    (the article's nudge), a step a second, starting paused. The data set is never read."""
+    config = {
+        "engine": "scalar",
+        "dataset": {"name": "rectangles", "n": 1, "test_n": 1, "size": 2, "seed": 0},
+        "model": {"kind": name, "hidden": []},
+        "loss": "mse",
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "steps": 20,
+        "pace": 1.0,
+        "start_paused": True,
+    }
+    return name, title, text, config, False
+
+
 PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     (
         "napkin-average",
@@ -74,6 +90,21 @@ PRESET_SPECS: list[tuple[str, str, str, dict[str, Any], bool]] = [
             "pace": 4.0,  # 25 s: every Value's data and grad, step by step
         },
         True,
+    ),
+    _article(
+        "micrograd-expression",
+        "micrograd: L = (a·b + c)·f by hand",
+        "The second article's first hand-worked graph: e = a*b, d = e + c, L = d*f with a=2, "
+        "b=-3, c=10, f=-2, so L = -8 and the grads are a 6, b -4, c -2, f 4, d -2, e -2. Starts "
+        "paused: step through the forward and backward pass node by node, then take a few "
+        "gradient steps that push L down.",
+    ),
+    _article(
+        "micrograd-neuron",
+        "micrograd: one neuron by hand",
+        "The second article's neuron o = tanh(x1*w1 + x2*w2 + b) with x1=2, x2=0, w1=-3, "
+        "w2=1, b=6: n = 0, o = 0, and the grads x1 -3, w1 2, x2 1, w2 0. Starts paused: "
+        "step through backprop one _backward() at a time.",
     ),
     (
         "moons",

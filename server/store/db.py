@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gradscope.server.runs.events import NewEvent, Pending, StateData
-from gradscope.server.store import blocks, series
+from gradscope.server.store import blocks, series, summary
 from gradscope.server.store.encoding import (
     encode_data,
     event_row,
@@ -33,6 +33,7 @@ from gradscope.server.store.schema import (
     ERROR_STATES,
     FINAL_STATES,
     INTERRUPTED_MESSAGE,
+    JSON_COLUMNS,
     MIGRATIONS,
     PRAGMAS,
     RUN_STATES,
@@ -42,6 +43,7 @@ from gradscope.server.store.schema import (
     RunRecord,
     StoreError,
     check_run_id,
+    has_column,
     plain_message,
     retry_locked,
 )
@@ -121,7 +123,9 @@ class Store(HistoryReads):
             # Another process may have migrated while we waited for the write lock.
             for sql in MIGRATIONS[self._version() :]:
                 for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
+                    if not has_column(conn, statement):
+                        conn.execute(statement)
+            summary.fill(conn)  # runs from before summaries (none once it has run)
             conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def _version(self) -> int:
@@ -142,7 +146,8 @@ class Store(HistoryReads):
     @staticmethod
     def _record(row: tuple) -> RunRecord:
         values = dict(zip(COLUMNS, row))
-        values["config"] = json.loads(values["config"])
+        for name in JSON_COLUMNS:
+            values[name] = json.loads(values[name])
         return RunRecord(**values)
 
     def _get(self, conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
@@ -152,8 +157,9 @@ class Store(HistoryReads):
     def _update(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
         """Write fields (already checked) + updated_at + the change counter."""
         fields = dict(fields, updated_at=time.time(), changed=self._bump(conn))
-        if "config" in fields:
-            fields["config"] = to_json(fields["config"])
+        for name in JSON_COLUMNS:
+            if name in fields:
+                fields[name] = to_json(fields[name])
         sets = ", ".join(f"{name} = ?" for name in fields)
         conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
@@ -278,12 +284,17 @@ class Store(HistoryReads):
             self._check_fields(run_fields)
         now = time.time()
         events = pack_events(events, now)
-        summary = blocks.aggregate(series.commit_samples(events))  # before taking the lock
+        aggregated = blocks.aggregate(series.commit_samples(events))  # before taking the lock
+        figures = summary.of_commit(aggregated)  # before blocks.write renumbers its ids
         with self._tx() as conn:
-            row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+            sql = "SELECT last_seq, summary FROM runs WHERE id = ?"
+            row = conn.execute(sql, (run_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no run {run_id}")
             first = row[0] + 1
+            if figures:
+                merged = summary.merge(json.loads(row[1]), figures)
+                run_fields = {**(run_fields or {}), "summary": merged}
             rows, last = [], first - 1
             for e in events:
                 last += e.get("n", 1)  # a packed event takes n seqs; its row has the last
@@ -294,7 +305,7 @@ class Store(HistoryReads):
             for i in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[i : i + INSERT_CHUNK]
                 conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
-            blocks.write(conn, run_id, summary, self._series_ids.setdefault(run_id, {}))
+            blocks.write(conn, run_id, aggregated, self._series_ids.setdefault(run_id, {}))
             if events or run_fields:
                 self._update(conn, run_id, {**(run_fields or {}), "last_seq": last})
             return last

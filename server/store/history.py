@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gradscope.server.runs.events import FRAME_TYPES, SNAPSHOT_TYPES
-from gradscope.server.store import blocks, series
+from gradscope.server.store import blocks, series, summary
 from gradscope.server.store.blocks import FINEST, LEVELS, TOP
 from gradscope.server.store.encoding import events_from_row
 from gradscope.server.store.schema import check_run_id
@@ -222,8 +222,18 @@ class HistoryReads:
         if stale:
             with self._tx() as conn:
                 blocks.rebuild(conn, run_id, self._series_ids.setdefault(run_id, {}))
+                summary.fill(conn, run_id)  # its final and best figures, from the new blocks
         with self._tx("DEFERRED") as conn:  # one snapshot for every read
             return read_history(conn, run_id, names, start, end, int(points))
+
+    def metric_times(self, run_id: str) -> np.ndarray:
+        """(step, t) of each metrics row, by step: when a commit's last step was done (the
+        compare page's time axis interpolates between them)."""
+        check_run_id(run_id)
+        sql = "SELECT step, t FROM events WHERE run_id = ? AND type = 'metrics' ORDER BY step"
+        with self._locked() as conn:
+            rows = conn.execute(sql, (run_id,)).fetchall()
+        return np.array(rows, float).reshape(-1, 2)
 
     def series_names(self, run_id: str) -> list[str]:
         """The run's series, sorted."""

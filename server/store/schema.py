@@ -70,7 +70,16 @@ MIGRATIONS = [
     CREATE TABLE series_pending (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
     INSERT INTO series_pending (run_id) SELECT id FROM runs;
     """,
+    # A run's tags (a JSON list of strings) and its summary (summary.py: the final and best
+    # value of each of its loss and accuracy metrics, kept as its metrics are committed).
+    # Runs written before start with none: Store fills their summaries when it opens them.
+    """
+    ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE runs ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
+# The runs columns that hold JSON (the rest are plain values).
+JSON_COLUMNS = ("config", "tags", "summary")
 
 # WAL: readers never block the one writer; NORMAL sync is durable enough for WAL (may lose the
 # last commits on power loss, never corrupts); busy_timeout waits out other processes' writes.
@@ -94,6 +103,15 @@ def retry_locked(action: Callable[[], object], seconds: float = 10.0) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def has_column(conn: sqlite3.Connection, statement: str) -> bool:
+    """Whether an ALTER TABLE ... ADD COLUMN statement's column is there already (a file
+    whose version was set back by hand keeps the columns of later versions)."""
+    words = statement.split()
+    if [w.upper() for w in words[:2] + words[3:5]] != ["ALTER", "TABLE", "ADD", "COLUMN"]:
+        return False
+    return any(r[1] == words[5] for r in conn.execute(f"PRAGMA table_info({words[2]})"))
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")  # the one definition
@@ -123,6 +141,8 @@ class RunRecord:
     checkpoint: str | None
     checkpoint_step: int | None
     last_seq: int
+    tags: list[str]
+    summary: dict
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -131,8 +151,9 @@ class RunRecord:
 
 COLUMNS = tuple(f.name for f in dataclass_fields(RunRecord))
 SELECT_RUN = f"SELECT {', '.join(COLUMNS)} FROM runs"
-# state goes through set_state (it writes the state event); the rest is the store's bookkeeping.
-UPDATABLE = frozenset(COLUMNS) - {"id", "state", "created_at", "updated_at", "last_seq"}
+# state goes through set_state (it writes the state event); the rest is the store's bookkeeping
+# (the summary follows the committed metrics).
+UPDATABLE = frozenset(COLUMNS) - {"id", "state", "created_at", "updated_at", "last_seq", "summary"}
 
 
 class StoreError(RuntimeError):

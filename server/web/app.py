@@ -17,6 +17,8 @@ from gradscope.server.store import Store
 from gradscope.server.stream.hub import Hub
 from gradscope.server.web import docs, errors, pages, security
 from gradscope.server.web.api import (
+    compare,
+    graph,
     history,
     interventions,
     landscape,
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(presets.router)
     app.include_router(runs.router)
     app.include_router(history.router)
+    app.include_router(compare.router)
+    app.include_router(graph.router)
     app.include_router(landscape.router)
     app.include_router(interventions.router)
     app.include_router(ws.router)

@@ -10,13 +10,13 @@ from fastapi.templating import Jinja2Templates
 
 from gradscope.server import STATIC_DIR, TEMPLATES_DIR
 from gradscope.server.runs.config import PRESETS, RunConfig
-from gradscope.server.web.api.deps import StoreDep, find_run
+from gradscope.server.web.api.compare import check_count
+from gradscope.server.web.api.deps import SettingsDep, StoreDep, find_run
 from gradscope.server.web.panels import PANELS
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
 VENDOR = STATIC_DIR / "vendor"
-MAX_COMPARED = 12
 # The new-run form's fields: (dotted config path, label, placeholder). Each one's control,
 # options, bounds and help text come from RunConfig's JSON schema.
 FORM_FIELDS = (
@@ -85,7 +85,8 @@ def vendor_ready() -> bool:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    """Featured presets, the new-run form and the live run list."""
+    """Featured presets, the live run table (sort, filter, select to compare, rename and
+    tag) and the new-run form."""
     featured = [p for p in PRESETS.values() if p.featured]
     return templates.TemplateResponse(
         request,
@@ -100,12 +101,14 @@ def index(request: Request) -> HTMLResponse:
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare(request: Request, store: StoreDep, runs: str = "") -> HTMLResponse:
-    """Several runs' curves overlaid, with their hyperparameters and final figures."""
-    ids = [r for r in runs.split(",") if r][:MAX_COMPARED]
-    found = []
-    for run_id in ids:
-        found.append(find_run(store, run_id))  # an unknown id: the 404 page
+def compare(
+    request: Request, store: StoreDep, settings: SettingsDep, runs: str = ""
+) -> HTMLResponse:
+    """Several runs' metrics overlaid or grouped (GET /api/compare draws them), with their
+    hyperparameters, config diff and parallel coordinates."""
+    ids = list(dict.fromkeys(r.strip() for r in runs.split(",") if r.strip()))
+    check_count(ids, settings.max_compared)  # too many: the 422 page
+    found = [find_run(store, run_id) for run_id in ids]  # an unknown id: the 404 page
     return templates.TemplateResponse(
         request, "compare.html", {"runs": found, "vendor": vendor_ready()}
     )

@@ -1,16 +1,13 @@
-// The run list page: featured presets, the new-run form, and the live run list (/ws/runs).
+// The run list page: featured presets, the live run table (runtable.js, fed by /ws/runs)
+// and the new-run form.
 import { api } from "./api.js";
+import { listStream } from "./runinfo.js";
+import { RunTable } from "./runtable.js";
 
-const tbody = document.querySelector("#run-list tbody");
 const listStatus = document.getElementById("list-status");
 const form = document.getElementById("new-run");
 const formError = document.getElementById("form-error");
-const runs = new Map();
-const selected = new Set();
-const compareButton = document.getElementById("compare-button");
-compareButton.addEventListener("click", () => {
-  location.href = `/compare?runs=${[...selected].join(",")}`;
-});
+const table = new RunTable(document.getElementById("runs"));
 let presets = {};
 
 // One run per click: while a create is on its way (a double-click, an impatient second
@@ -147,55 +144,4 @@ api.presets().then((data) => {
 });
 
 // -- the live run list ------------------------------------------------------------------------
-function render() {
-  const rows = [...runs.values()].sort((a, b) => b.created_at - a.created_at);
-  tbody.replaceChildren(
-    ...rows.map((r) => {
-      const tr = document.createElement("tr");
-      tr.dataset.runId = r.id;
-      const link = document.createElement("a");
-      link.href = `/runs/${r.id}`;
-      link.textContent = r.name;
-      const box = document.createElement("input");
-      box.type = "checkbox";
-      box.checked = selected.has(r.id);
-      box.setAttribute("aria-label", `select ${r.name}`);
-      box.addEventListener("change", () => {
-        if (box.checked) selected.add(r.id); else selected.delete(r.id);
-        compareButton.disabled = selected.size < 2;
-      });
-      const cells = [box, link, r.state, `${r.step} / ${r.total_steps}`, r.preset || "custom",
-        new Date(r.created_at * 1000).toLocaleString()];
-      for (const c of cells) {
-        const td = document.createElement("td");
-        if (c instanceof Node) td.append(c); else td.textContent = c;
-        tr.append(td);
-      }
-      tr.children[2].className = `state ${r.state}`;
-      return tr;
-    }),
-  );
-}
-
-let frame = 0;
-function schedule() {
-  if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
-}
-
-function connectList(retry = 250) {
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${proto}://${location.host}/ws/runs`);
-  ws.onopen = () => { listStatus.textContent = "live"; retry = 250; };
-  ws.onmessage = (msg) => {
-    const data = JSON.parse(msg.data);
-    if (data.full) runs.clear();
-    for (const r of data.runs) runs.set(r.id, r);
-    for (const id of data.deleted) { runs.delete(id); selected.delete(id); }
-    schedule();
-  };
-  ws.onclose = () => {
-    listStatus.textContent = "reconnecting…";
-    setTimeout(() => connectList(Math.min(retry * 2, 5000)), retry);
-  };
-}
-connectList();
+listStream((data) => table.apply(data), (status) => { listStatus.textContent = status; });

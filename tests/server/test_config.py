@@ -39,6 +39,8 @@ def test_presets_validate_and_serialise() -> None:
     assert list(PRESETS) == [
         "napkin-average",
         "micrograd-classifier",
+        "micrograd-expression",
+        "micrograd-neuron",
         "moons",
         "circle",
         "xor",

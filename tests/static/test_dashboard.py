@@ -47,8 +47,8 @@ def test_napkin_from_the_page(dashboard: Server, page: Any) -> None:
         assert abs(float(weights.nth(i).inner_text()) - 0.25) < 0.01
     # The graph panel: every value box shows its label, data and grad.
     page.wait_for_selector("#panel-graph svg g.node")
-    boxes = page.evaluate("""() => [...document.querySelectorAll('#panel-graph g.node')]
-        .filter(g => /^n\\d+$/.test(g.querySelector('title').textContent))
+    boxes = page.evaluate("""() => [...document.querySelectorAll(
+        '#panel-graph g.node[data-node]:not([data-part])')]
         .map(g => [...g.querySelectorAll('text')].map(t => t.textContent))""")
     assert boxes and all(any(t.startswith("data ") for t in b) for b in boxes)
     assert all(any(t.startswith("grad ") for t in b) for b in boxes)
@@ -74,12 +74,9 @@ def test_micrograd_graph_matches_the_article(dashboard: Server, page: Any) -> No
     graph = to_dict(example.loss())
     values = len(graph["nodes"])
     ops = sum(1 for n in graph["nodes"] if n["op"])
-    counts = page.evaluate("""() => {
-        const titles = [...document.querySelectorAll('#panel-graph g.node title')]
-            .map(t => t.textContent);
-        return [titles.filter(t => /^n\\d+$/.test(t)).length,
-                titles.filter(t => /^n\\d+_op$/.test(t)).length];
-    }""")
+    counts = page.evaluate("""() => [
+        document.querySelectorAll('#panel-graph g.node[data-node]:not([data-part])').length,
+        document.querySelectorAll('#panel-graph g.node[data-part=op]').length]""")
     assert counts == [values, ops]
     metrics = dashboard.request(
         "GET", f"/api/runs/{run_id}/metrics", params={"names": "train_loss"}

@@ -13,21 +13,23 @@ TIMEOUT = 90_000  # ms
 GRAPH = "document.querySelector('#panel-graph')"
 
 # What the SVG shows: layer boxes (name, expanded) from left to right, value nodes, op
-# nodes, edges (a box's id "grpK" read as its group's name).
+# nodes, edges (a box's id "grpK" read as its group's name). viz's <title>s (internal ids
+# like "n2_op", which the browser would show on hover) are gone: data attributes say it.
 SHOWN = """() => {
     const svg = document.querySelector('#panel-graph svg');
-    const titles = [...svg.querySelectorAll('g.node title')].map(t => t.textContent);
     const boxes = [...svg.querySelectorAll('g.node[data-group]')];
-    const names = new Map(boxes.map(g => [g.querySelector('title').textContent, g.dataset.group]));
+    const names = new Map(boxes.map(g => [`grp${g.dataset.groupIndex}`, g.dataset.group]));
     const x = (g) => g.getBoundingClientRect().x;
+    const values = [...svg.querySelectorAll('g.node[data-node]:not([data-part])')];
     return {
         boxes: boxes.sort((a, b) => x(a) - x(b))
             .map(g => [g.dataset.group, g.dataset.expanded === 'true']),
-        values: titles.filter(t => /^n\\d+$/.test(t)).length,
-        ids: titles.filter(t => /^n\\d+$/.test(t)).map(t => Number(t.slice(1))),
-        ops: titles.filter(t => /^n\\d+_op$/.test(t)).length,
-        edges: [...svg.querySelectorAll('g.edge title')]
-            .map(t => t.textContent.replace(/grp\\d+/g, (id) => names.get(id))),
+        values: values.length,
+        ids: values.map(g => Number(g.dataset.node)),
+        ops: svg.querySelectorAll('g.node[data-part=op]').length,
+        titles: svg.querySelectorAll('title').length,
+        edges: [...svg.querySelectorAll('g.edge[data-edge]')]
+            .map(g => g.dataset.edge.replace(/grp\\d+/g, (id) => names.get(id))),
     };
 }"""
 
@@ -66,7 +68,7 @@ def test_micrograd_graph_collapses_to_layers_and_expands(dashboard: Server, page
     # Collapsed: one box per layer, no value nodes, the layers chained left to right.
     shown = page.evaluate(SHOWN)
     assert shown["boxes"] == [["L0", False], ["L1", False], ["L2", False], ["loss", False]]
-    assert shown["values"] == 0 and shown["ops"] == 0
+    assert shown["values"] == 0 and shown["ops"] == 0 and shown["titles"] == 0
     assert sorted(shown["edges"]) == ["L0->L1", "L1->L2", "L2->loss"]
     assert "176 values · 16 params" in _box_text(page, "L0")
 
@@ -92,7 +94,7 @@ def test_micrograd_graph_collapses_to_layers_and_expands(dashboard: Server, page
     assert any(e.startswith("L0->n") and e.endswith("_op") for e in shown["edges"])
     assert any(e.startswith("n") and e.endswith("->L2") for e in shown["edges"])
     weight = next(i for i, n in enumerate(nodes) if n["label"] == "L1.N2.w3")
-    texts = page.locator(f"#panel-graph g.node:has(title:text-is('n{nodes[weight]['id']}')) text")
+    texts = page.locator(f"#panel-graph g.node[data-node='{weight}']:not([data-part]) text")
     assert f"data {values['data'][weight]:.4f}" in texts.all_text_contents()
     assert f"grad {values['grad'][weight]:.4f}" in texts.all_text_contents()
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine.autograd import topological_order
+from gradscope.engine.backprop import ARTICLES
 from gradscope.engine.checkpoint import CheckpointError
 from gradscope.engine.graph import MODEL_GROUP, to_dict, to_dot
 from gradscope.engine.health import grad_norm
@@ -52,8 +53,23 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+class Article:
+    """One of the second article's hand-worked expressions as a model: its leaves are the
+    parameters, and calling it builds the expression over them (the root is its output)."""
+
+    def __init__(self, kind: str) -> None:
+        self.build = ARTICLES[kind]
+        self.leaves, _ = self.build()
+
+    def __call__(self) -> Value:
+        return self.build(self.leaves)[1]
+
+    def parameters(self) -> list[Value]:
+        return list(self.leaves)
+
+
 class ScalarTrainer(Trainer):
-    """A Neuron (hidden = []) or an MLP of Values with one output."""
+    """A Neuron (hidden = []), an MLP of Values with one output, or an article's expression."""
 
     def __init__(self, config: RunConfig, data: RunData) -> None:
         super().__init__(config, data)
@@ -62,7 +78,12 @@ class ScalarTrainer(Trainer):
         # Each parameter's place (by its label) and its layer in the graph, from the model.
         self._structure: dict[str, ParamStructure] = {}
         self._param_groups: dict[Value, str] = {}
-        if not m.hidden:
+        if m.kind != "mlp":
+            article = Article(m.kind)
+            self._groups["leaves"] = article.parameters()
+            self._param_groups = dict.fromkeys(article.leaves, MODEL_GROUP)
+            self.model: Neuron | MLP | Article = article
+        elif not m.hidden:
             neuron = Neuron(nin, activation=m.output, bias=m.bias, seed=config.seed)
             for i, w in enumerate(neuron.w):
                 w.label = f"w{i}"
@@ -73,7 +94,7 @@ class ScalarTrainer(Trainer):
                 neuron.b.label = "b"
                 self._groups["bias"] = [neuron.b]
             self._place(neuron, 0, 0, MODEL_GROUP)
-            self.model: Neuron | MLP = neuron
+            self.model = neuron
         else:
             mlp = MLP(
                 nin, [*m.hidden, 1], m.activation, output_activation=m.output, seed=config.seed
@@ -115,6 +136,9 @@ class ScalarTrainer(Trainer):
     def _loss_on(self, rows: Sequence[int]) -> tuple[list[Value], Value]:
         """The batch's outputs and loss, built as the articles build them."""
         xs, ts, model = self._xs, self._ts, self.model
+        if isinstance(model, Article):
+            root = model()  # descends on its own output, which keeps its label ("L", "o")
+            return [root], root
         outs = [model(xs[i]) for i in rows]
         if self.config.loss == "hinge":
             total = sum((1 + -ts[i] * o).relu() for i, o in zip(rows, outs))
@@ -150,7 +174,14 @@ class ScalarTrainer(Trainer):
 
     # -- numpy views ----------------------------------------------------------------------
 
+    def evaluate(self) -> dict[str, Any]:
+        """An article's expression has no test set: its "test loss" is its output now."""
+        if isinstance(self.model, Article):
+            return {"test_loss": self.model().data}
+        return super().evaluate()
+
     def _layers(self) -> list[Layer]:
+        assert not isinstance(self.model, Article), "an article's expression has no layers"
         neurons_by_layer = (
             [[self.model]]
             if isinstance(self.model, Neuron)
@@ -165,6 +196,9 @@ class ScalarTrainer(Trainer):
 
     def _params(self) -> dict[str, np.ndarray]:
         return {p.label: np.array(p.data) for p in self.params}
+
+    def _write_param(self, name: str, index: tuple[int, ...], value: float) -> None:
+        next(p for p in self.params if p.label == name).data = float(value)
 
     def _snapshot(self) -> dict[str, np.ndarray]:
         return {k: np.array([v.data for v in vs]) for k, vs in self._groups.items()}

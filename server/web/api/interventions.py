@@ -11,11 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gradscope.server.store import Store
 from gradscope.server.web.api.deps import ManagerDep, RunDep, StoreDep
-from gradscope.server.web.api.models import Problem
+from gradscope.server.web.api.runs import BODY_ERRORS, ERRORS, TIMEOUT
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 MAX_WEIGHT = 1e6  # a hand-set weight beyond this is a typo, not an experiment
-ERRORS = {code: {"model": Problem} for code in (404, 409, 422, 504)}
 
 
 class InterventionRequest(BaseModel):
@@ -59,7 +58,10 @@ class InterventionList(BaseModel):
 
 
 @router.post(
-    "/{run_id}/interventions", status_code=201, response_model=Intervention, responses=ERRORS
+    "/{run_id}/interventions",
+    status_code=201,
+    response_model=Intervention,
+    responses={**BODY_ERRORS, **TIMEOUT},
 )
 async def intervene(
     run: RunDep, body: InterventionRequest, manager: ManagerDep, store: StoreDep

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from gradscope.server.runs.config import PRESETS, RunConfig, Text
 
@@ -35,6 +35,33 @@ class RunCreate(BaseModel):
     name: Text | None = Field(None, description="a name to show in the run list", max_length=200)
 
 
+MAX_NAME = 200  # characters of a run's name
+MAX_TAGS = 20  # tags a run may have
+MAX_TAG = 40  # characters of a tag
+
+
+def _tag(value: str) -> str:
+    if "," in value:
+        raise ValueError("a tag cannot hold a comma (the run table's filter splits on them)")
+    return value
+
+
+# A tag: trimmed, 1 to MAX_TAG characters of plain text, no comma.
+Tag = Annotated[
+    Text,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG),
+    AfterValidator(_tag),
+]
+
+
+class MetricSummary(BaseModel):
+    """A metric's last value (at `step`) and its best: least for a loss, greatest for accuracy."""
+
+    final: float
+    step: int
+    best: float
+
+
 class Run(BaseModel):
     """A run as stored: its config, state and progress."""
 
@@ -60,6 +87,10 @@ class Run(BaseModel):
     checkpoint: str | None
     checkpoint_step: int | None
     last_seq: int = Field(description="sequence number of the run's last committed event")
+    tags: list[str] = Field(description="labels to filter and group runs by")
+    summary: dict[str, MetricSummary] = Field(
+        description="final and best train_loss, test_loss, train_acc, test_acc (those recorded)"
+    )
 
 
 class RunList(BaseModel):
@@ -76,10 +107,26 @@ class StepRequest(BaseModel):
 
 
 class RunPatch(BaseModel):
-    """Change a run while it runs: for now its pace."""
+    """Change a run: its name and tags (any time), its pace (live, until it ends).
+
+    Only the fields given change; at least one is needed.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    name: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=r"\S",  # not blank
+        description="the run's display name",
+    )
+    tags: list[Tag] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description=f"the run's tags (replacing its tags): each 1-{MAX_TAG} characters, no comma",
+    )
     pace: float | None = Field(
+        None,
         gt=0,
         le=1_000_000,
         description="steps per second; null: as fast as the machine goes",

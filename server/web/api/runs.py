@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 
 from gradscope.server.errors import NotFound
-from gradscope.server.runs.manager import RunError
+from gradscope.server.runs.manager import RunError, UnknownRun
 from gradscope.server.store import RunRecord
 from gradscope.server.store.export import iter_csv, iter_json, metrics_series
 from gradscope.server.web.api.deps import (
@@ -65,6 +65,13 @@ def _run(record: RunRecord) -> Run:
     return Run(**record.to_dict())
 
 
+def invalid_body(field: str, msg: str) -> HTTPException:
+    """A 422 naming the body field, in the shape of FastAPI's own."""
+    return HTTPException(
+        422, [{"loc": ["body", field], "msg": msg, "type": "value_error", "field": field}]
+    )
+
+
 @router.post("", status_code=201, response_model=Run, responses=CREATE_ERRORS)
 async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> Run:
     """Queue a run; it starts as soon as a worker slot is free.
@@ -100,12 +107,32 @@ def get_run(run: RunDep) -> Run:
 
 
 @router.patch("/{run_id}", response_model=Run, responses={**BODY_ERRORS, **TIMEOUT})
-async def patch_run(run: RunDep, body: RunPatch, manager: ManagerDep) -> Run:
-    """Change a run that has not ended: its pace (steps per second; null: full speed), live.
+async def patch_run(run: RunDep, body: RunPatch, manager: ManagerDep, store: StoreDep) -> Run:
+    """Change a run: its name and tags at any time; its pace (steps per second; null: full
+    speed) live, while it has not ended.
 
-    The run computes exactly what it would at any pace; 409 once it has ended.
+    Only the fields given change. The run computes exactly what it would at any pace; 409
+    for a pace once it has ended.
     """
-    return _run(await manager.set_pace(run.id, body.pace))
+    given = body.model_fields_set
+    if not given:
+        raise invalid_body("body", "give at least one of name, tags, pace")
+    for field in ("name", "tags"):
+        if field in given and getattr(body, field) is None:
+            raise invalid_body(field, f"{field} cannot be null")
+    if "pace" in given:  # first: the one change that can be refused (409)
+        run = await manager.set_pace(run.id, body.pace)
+    changes: dict[str, object] = {}
+    if body.name is not None:
+        changes["name"] = body.name.strip()
+    if body.tags is not None:
+        changes["tags"] = list(dict.fromkeys(body.tags))  # each once, in the order given
+    if changes:
+        updated = store.update_run(run.id, **changes)
+        if updated is None:
+            raise UnknownRun(run.id)  # deleted meanwhile
+        run = updated
+    return _run(run)
 
 
 @router.post("/{run_id}/pause", response_model=Run, responses=COMMAND_ERRORS)
@@ -134,9 +161,7 @@ async def step_run(
     n = (body or StepRequest()).n
     if n > settings.max_step_request:
         msg = f"at most {settings.max_step_request:,} steps a request (GRADSCOPE_MAX_STEP_REQUEST)"
-        raise HTTPException(
-            422, [{"loc": ["body", "n"], "msg": msg, "type": "value_error", "field": "n"}]
-        )
+        raise invalid_body("n", msg)
     return _run(await manager.step(run.id, n))
 
 

@@ -18,11 +18,21 @@
 // Backend route: GET /api/runs/{id}/snapshots/graph and .../graph_values?at=STEP
 // Test hooks on the panel: data-nodes (value nodes in the graph), data-groups (layer boxes,
 // 0 when not collapsible), data-expanded (layers expanded), data-shown (value nodes drawn),
-// data-step (the step depicted). Layer boxes are `g.node[data-group]` in the SVG.
+// data-step (the step depicted), data-stepper ("off", "forward", "backward") and
+// data-stepper-pos. In the SVG: layer boxes are `g.node[data-group]`, value and op nodes
+// `g.node[data-node]` (the node's index; op nodes also data-part="op"), edges
+// `g.edge[data-edge]` ("n3->n5_op"); viz's <title>s, internal ids, are removed.
+//
+// Around the SVG (graph/): zoom, pan and fit (view.js, svg-pan-zoom), hover tips, search by
+// label, keyboard moves; on scalar graphs the chain-rule inspector (click a node) and the
+// backprop stepper (stepper.js), both replaying GET /api/runs/{id}/graph/backprop.
 // A FramePanel (frame.js): live, or the timeline's frame; the SVG is rendered again only when
 // the graph event itself changes, a frame's values are written into it in place.
 import { instance } from "/static/vendor/viz.js";
 import { FramePanel } from "./frame.js";
+import { chrome } from "../graph/chrome.js";
+import { Explainer, tipText } from "../graph/explain.js";
+import { GraphView } from "../graph/view.js";
 
 export const COLLAPSE_ABOVE = 60; // value nodes; beyond it a graph is drawn one box per layer
 
@@ -79,13 +89,25 @@ export default class GraphPanel extends FramePanel {
     this.expanded = new Set(); // group indices
     this.texts = new Map(); // node index -> {data: <text>, grad: <text>}
     this.groupTexts = new Map(); // group index -> <text> of its live figure
+    this.shapes = new Map(); // node index -> [its record's <g>, its op node's <g>]
+    this.explain = new Explainer(this); // the tip, the inspector and the stepper
+    this.runId = document.getElementById("run")?.dataset.runId ?? null;
+    this.ui = chrome(this.body);
+    this.view = new GraphView(this.ui.view);
+    this.el.dataset.stepper = "off";
     this.body.addEventListener("click", (ev) => this.onClick(ev));
-    // A layer box is focusable: Enter or Space toggles it as a click would.
-    this.body.addEventListener("keydown", (ev) => {
-      if ((ev.key === "Enter" || ev.key === " ") && ev.target.closest("g.node[data-group-index]")) {
-        ev.preventDefault();
-        this.onClick(ev);
-      }
+    // A drag that pans the view ends in a click on whatever is under it: not a click.
+    this.body.addEventListener("pointerdown", (ev) => { this.down = [ev.clientX, ev.clientY]; });
+    this.body.addEventListener("keydown", (ev) => this.onKey(ev));
+    // Delegated to the body: its parts are built again after a "nothing recorded" text.
+    this.body.addEventListener("pointerover",
+      (ev) => this.explain.hover(ev.target.closest?.("g.node[data-node]"), ev));
+    this.body.addEventListener("pointerout", (ev) => {
+      if (!ev.relatedTarget?.closest?.("g.node[data-node]")) this.ui.tip.hidden = true;
+    });
+    this.body.addEventListener("focusin", (ev) => {
+      const g = ev.target.closest?.("g.node[data-node]");
+      if (g) { this.view.reveal(g, false); this.explain.hover(g, null); }
     });
   }
 
@@ -100,6 +122,8 @@ export default class GraphPanel extends FramePanel {
     this.graph = graph;
     this.groups = groups;
     this.stale = true;
+    this.explain.stop();
+    this.explain.close();
   }
 
   // The server's groups as node indices; none (draw the DOT as it is) for a small graph, or
@@ -113,15 +137,52 @@ export default class GraphPanel extends FramePanel {
 
   onClick(ev) {
     const action = ev.target.closest("[data-graph-action]")?.dataset.graphAction;
-    if (action) {
-      this.expanded = new Set(action === "expand-all" ? this.groups.keys() : []);
-    } else {
-      const box = ev.target.closest("g.node[data-group-index]");
-      if (!box) return;
+    if (action) return this.act(action);
+    const [x, y] = this.down ?? [ev.clientX, ev.clientY];
+    if (ev.type === "click" && Math.hypot(ev.clientX - x, ev.clientY - y) > 4) return;
+    const box = ev.target.closest("g.node[data-group-index]");
+    if (box) {
       const k = Number(box.dataset.groupIndex);
       if (!this.expanded.delete(k)) this.expanded.add(k);
+      return this.render().then(() => { // the layer's box (or header) stays in view
+        const again = this.ui.view.querySelector(`g.node[data-group-index="${k}"]`);
+        this.view.reveal(again, false);
+        again?.focus({ preventScroll: true });
+      });
     }
-    this.render();
+    const node = ev.target.closest("g.node[data-node]");
+    if (node) this.explain.inspect(Number(node.dataset.node));
+  }
+
+  act(action) {
+    const acts = {
+      "expand-all": () => this.expandAll(),
+      "collapse-all": () => { this.expanded.clear(); this.render(); },
+      fit: () => this.view.fit(), "zoom-in": () => this.view.zoom(1.25),
+      "zoom-out": () => this.view.zoom(0.8), home: () => this.view.home(),
+      stepper: () => this.explain.start(), step: () => this.explain.move(1),
+      back: () => this.explain.move(-1), play: () => this.explain.play(),
+      stop: () => this.explain.stop(), close: () => this.explain.close(),
+    };
+    acts[action]?.();
+  }
+
+  expandAll() {
+    this.expanded = new Set(this.groups.keys());
+    return this.render();
+  }
+
+  // Enter or Space on a layer box toggles it, on a node explains it; Escape closes that.
+  onKey(ev) {
+    if (ev.key === "Enter" && ev.target === this.ui.search) {
+      ev.preventDefault();
+      return this.explain.find(this.ui.search.value);
+    }
+    const target = ev.target.closest("g.node[data-group-index], g.node[data-node]");
+    if ((ev.key === "Enter" || ev.key === " ") && target) {
+      ev.preventDefault();
+      this.onClick(ev);
+    } else if (ev.key === "Escape") this.explain.close();
   }
 
   draw() {
@@ -139,20 +200,23 @@ export default class GraphPanel extends FramePanel {
     vizPromise ??= instance();
     const viz = await vizPromise;
     if (token !== this.token || !this.graph) return;
+    if (!this.body.contains(this.ui.view)) { // FramePanel's "nothing recorded" replaced them
+      this.ui = chrome(this.body);
+      this.view = new GraphView(this.ui.view);
+    }
     const grouped = this.groups.length > 0;
     const svg = viz.renderSVGElement(grouped ? this.dot() : this.graph.data.dot);
     svg.classList.add("graph-svg");
-    // The graph fits the panel's width; a collapsible one never below half size, where a
-    // long chain of layers or an expanded layer would shrink to dots: the panel scrolls.
-    const natural = parseFloat(svg.getAttribute("width")) * 4 / 3; // pt -> px
-    if (grouped && natural > 0) svg.style.minWidth = `${Math.round(natural / 2)}px`;
-    const parts = [];
-    if (this.graph.data.scope === "sample 0") {
-      parts.push(this.note("The loss over one sample (the whole step's graph is too big to draw)."));
-    }
-    if (grouped) parts.push(this.toolbar());
-    this.body.replaceChildren(...parts, svg);
+    const { note, hint, layers, stepStart } = this.ui;
+    note.hidden = this.graph.data.scope !== "sample 0";
+    note.textContent = "The loss over one sample (the whole step's graph is too big to draw).";
+    layers.hidden = !grouped;
+    hint.textContent = `${this.graph.data.nodes.length} values in ${this.groups.length} groups: ` +
+      "click a layer to expand it, its header to collapse it.";
+    stepStart.hidden = this.graph.data.kind !== "scalar" || !this.runId;
     this.collect(svg);
+    await this.view.show(svg);
+    if (token !== this.token) return;
     this.el.dataset.nodes = this.graph.data.nodes.length;
     this.el.dataset.groups = this.groups.length;
     this.el.dataset.expanded = this.expanded.size;
@@ -160,36 +224,23 @@ export default class GraphPanel extends FramePanel {
     this.applyValues();
   }
 
-  note(text) {
-    const p = document.createElement("p");
-    p.className = "muted";
-    p.textContent = text;
-    return p;
-  }
-
-  toolbar() {
-    const bar = document.createElement("div");
-    bar.className = "toolbar graph-toolbar";
-    const hint = this.note(`${this.graph.data.nodes.length} values in ${this.groups.length} ` +
-      "groups: click a layer to expand it, its header to collapse it.");
-    bar.append(hint);
-    for (const [action, text] of [["expand-all", "Expand all"], ["collapse-all", "Collapse all"]]) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.dataset.graphAction = action;
-      b.textContent = text;
-      bar.append(b);
-    }
-    return bar;
-  }
-
-  // Index the SVG: value nodes' data/grad texts, layer boxes' live figure and click target.
+  // Index the SVG: value nodes' data/grad texts, layer boxes' live figure and click target;
+  // viz's <title>s (internal ids, shown as native tips) become data attributes.
   collect(svg) {
     this.texts.clear();
     this.groupTexts.clear();
+    this.shapes.clear();
     const index = new Map(this.graph.data.nodes.map((n, i) => [n.id, i]));
+    svg.querySelector("g.graph > title")?.remove(); // "G", shown on hovering empty space
+    for (const g of svg.querySelectorAll("g.edge")) {
+      const t = g.querySelector("title");
+      g.dataset.edge = t?.textContent ?? "";
+      t?.remove();
+    }
     for (const g of svg.querySelectorAll("g.node")) {
-      const id = g.querySelector("title")?.textContent ?? "";
+      const t = g.querySelector("title");
+      const id = t?.textContent ?? "";
+      t?.remove();
       const group = /^grp(\d+)$/.exec(id);
       if (group) {
         const k = Number(group[1]);
@@ -203,25 +254,68 @@ export default class GraphPanel extends FramePanel {
         if (live) this.groupTexts.set(k, live);
         continue;
       }
-      if (!/^n\d+$/.test(id) || !index.has(Number(id.slice(1)))) continue;
+      const m = /^n(\d+)(_op)?$/.exec(id);
+      if (!m || !index.has(Number(m[1]))) continue;
+      const i = index.get(Number(m[1]));
+      g.dataset.node = i;
+      if (!this.shapes.has(i)) this.shapes.set(i, []);
+      if (m[2]) { // the op node after the value node: shapes.get(i)[0] is the record
+        this.shapes.get(i).push(g);
+        g.dataset.part = "op";
+        continue;
+      }
+      this.shapes.get(i).unshift(g);
+      g.setAttribute("tabindex", "0");
+      g.setAttribute("role", "button");
       const entry = {};
       for (const t of g.querySelectorAll("text")) {
         if (t.textContent.startsWith("data")) entry.data = t;
         if (t.textContent.startsWith("grad")) entry.grad = t;
       }
-      this.texts.set(index.get(Number(id.slice(1))), entry);
+      this.texts.set(i, entry);
     }
   }
 
+  // The values shown: the stepper's, else the frame's (or the graph event's own).
+  shown() {
+    if (this.explain.walk) return this.explain.walk.state();
+    const v = this.values?.data;
+    const nodes = this.graph.data.nodes;
+    return { data: v?.data ?? nodes.map((n) => n.data), grad: v?.grad ?? nodes.map((n) => n.grad),
+      current: null, edges: [] };
+  }
+
   applyValues() {
-    if (!this.values || !this.graph) return;
-    const { data, grad } = this.values.data;
+    if (!this.graph) return;
+    const { data, grad, current, edges } = this.shown();
+    const unknown = (v) => (this.explain.walk && v === null ? "?" : null);
     for (const [i, t] of this.texts) {
-      if (t.data) t.data.textContent = field("data", data[i]);
-      if (t.grad) t.grad.textContent = field("grad", grad[i]);
+      if (t.data) t.data.textContent = unknown(data[i]) ? "data ?" : field("data", data[i]);
+      if (t.grad) t.grad.textContent = unknown(grad[i]) ? "grad ?" : field("grad", grad[i]);
+      const node = this.shapes.get(i)?.[0];
+      node?.setAttribute("aria-label", tipText(this.graph.data.nodes[i], data[i], grad[i]).join(", "));
     }
-    for (const [k, t] of this.groupTexts) t.textContent = this.figure(this.groups[k], data, grad);
+    if (this.values) {
+      const { data: d, grad: g } = this.values.data;
+      for (const [k, t] of this.groupTexts) t.textContent = this.figure(this.groups[k], d, g);
+    }
+    this.highlight(current, edges);
     this.stamp();
+  }
+
+  highlight(current, edges) {
+    const svg = this.ui.view.querySelector("svg");
+    if (!svg) return;
+    for (const g of svg.querySelectorAll(".is-current")) g.classList.remove("is-current");
+    for (const g of svg.querySelectorAll(".is-selected")) g.classList.remove("is-selected");
+    for (const g of this.shapes.get(this.explain.selected) ?? []) g.classList.add("is-selected");
+    if (current === null) return;
+    for (const g of this.shapes.get(current) ?? []) g.classList.add("is-current");
+    const nodes = this.graph.data.nodes;
+    for (const [c, p] of edges) {
+      svg.querySelector(`g.edge[data-edge="n${nodes[c].id}->n${nodes[p].id}_op"]`)?.classList.add("is-current");
+    }
+    this.view.reveal(this.shapes.get(current)?.[0], false);
   }
 
   // A collapsed layer's live figure: its parameters' gradient norm, or the loss's value.
