@@ -1,4 +1,5 @@
-"""Checkpoints: a model's parameters and its optimizer's state in one .npz, never pickled.
+"""Checkpoints: a model's parameters and buffers (BatchNorm's running statistics, via its
+state_dict) and its optimizer's state in one .npz, never pickled.
 
 Loading checks everything before it changes anything: the file's structure (a zip of .npy
 arrays whose headers fit their sizes, so a crafted header cannot make us allocate

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine.autograd import accumulate as _accumulate
+from gradscope.engine.conv import conv2d  # noqa: F401 (F's API)
+from gradscope.engine.norm import batch_norm, dropout  # noqa: F401 (F's API)
+from gradscope.engine.pool import avg_pool2d, max_pool2d  # noqa: F401 (F's API)
 from gradscope.engine.tensor import Tensor, _make
 
 REDUCTIONS = ("mean", "sum")

@@ -1,4 +1,5 @@
-"""engine.nn: PyTorch-shaped modules, with checkpoints as .npz + a JSON architecture."""
+"""engine.nn: PyTorch-shaped modules (the image layers live in engine.nn_conv, the base
+classes in engine.module), with checkpoints as .npz + a JSON architecture."""
 
 from __future__ import annotations
 
@@ -16,103 +17,25 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine import functional
+from gradscope.engine.module import (  # noqa: F401 (engine.nn's API)
+    Module,
+    Parameter,
+    generator,
+    manual_seed,
+)
+from gradscope.engine.nn_conv import MODULES as _CONV_MODULES
+from gradscope.engine.nn_conv import (  # noqa: F401 (engine.nn's API)
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    MaxPool2d,
+)
 from gradscope.engine.tensor import Tensor
 
 # `import engine.nn.functional as F` works like torch.nn.functional.
 sys.modules[f"{__name__}.functional"] = functional
-
-_rng = np.random.default_rng(0)
-
-
-def manual_seed(seed: int) -> None:
-    """Seed the generator that initialises new layers (like torch.manual_seed)."""
-    global _rng
-    _rng = np.random.default_rng(seed)
-
-
-class Parameter(Tensor):
-    """A tensor that a Module owns and an optimizer updates."""
-
-    __slots__ = ()
-
-    def __init__(self, data: Any, dtype: Any = np.float32, label: str = "") -> None:
-        super().__init__(data, requires_grad=True, dtype=dtype, label=label)
-
-
-class Module:
-    """Base class: parameters found through attributes, in the order they were set."""
-
-    training = True
-
-    def __call__(self, *args: Any) -> Any:
-        return self.forward(*args)
-
-    def forward(self, *args: Any) -> Any:
-        raise NotImplementedError
-
-    def children(self) -> Iterator[tuple[str, Module]]:
-        for name, v in vars(self).items():
-            if isinstance(v, Module):
-                yield name, v
-            elif isinstance(v, list | tuple):
-                for i, m in enumerate(v):
-                    if isinstance(m, Module):
-                        yield f"{name}.{i}", m
-
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for name, v in vars(self).items():
-            if isinstance(v, Parameter):
-                yield prefix + name, v
-        for name, m in self.children():
-            yield from m.named_parameters(f"{prefix}{name}.")
-
-    def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
-
-    def modules(self) -> Iterator[Module]:
-        yield self
-        for _, m in self.children():
-            yield from m.modules()
-
-    def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = None
-
-    def train(self, mode: bool = True) -> Module:
-        for m in self.modules():
-            m.training = mode
-        return self
-
-    def eval(self) -> Module:
-        return self.train(False)
-
-    def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter, by dotted name."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy arrays into the parameters; names, shapes and dtypes must all match."""
-        own = dict(self.named_parameters())
-        missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
-        if missing or unexpected:
-            raise KeyError(
-                f"state dict mismatch: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
-            )
-        for name, p in own.items():
-            arr = np.asarray(state[name])
-            if arr.shape != p.shape:
-                raise ValueError(f"{name}: shape {arr.shape} in the state dict, {p.shape} here")
-            p.data[...] = arr  # in place, so optimizers holding p keep working
-
-    def config(self) -> dict[str, Any]:
-        """The JSON architecture that rebuilds this module (weights aside)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot describe its architecture")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Linear(Module):
@@ -125,11 +48,12 @@ class Linear(Module):
             raise ValueError(f"Linear sizes must be positive, got {in_features}, {out_features}")
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
-        self.weight = Parameter(_rng.uniform(-bound, bound, (out_features, in_features)), dtype)
+        rng = generator()
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)), dtype)
         # Column-major (out, in) storage: weight.T is then C-contiguous, which puts both
         # big products of a step (x @ W.T and the weight gradient) on BLAS's fast path.
         self.weight.data = np.asfortranarray(self.weight.data)
-        self.bias = Parameter(_rng.uniform(-bound, bound, out_features), dtype) if bias else None
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features), dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return functional.linear(x, self.weight, self.bias)
@@ -279,6 +203,7 @@ def from_config(config: dict[str, Any]) -> Module:
         "Tanh": Tanh,
         "Sigmoid": Sigmoid,
         "Identity": Identity,
+        **_CONV_MODULES,
     }
     if kind not in simple:
         raise ValueError(f"unknown module type {kind!r} in architecture")

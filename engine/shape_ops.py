@@ -107,6 +107,17 @@ def _reshape_bw(out: Tensor) -> None:
     _accumulate(a, out.grad.reshape(a.shape))
 
 
+def flatten(a: Tensor, start_dim: int, end_dim: int) -> Tensor:
+    """torch.flatten: dims start_dim..end_dim (inclusive) merged into one."""
+    nd = max(a.ndim, 1)
+    start, end = start_dim % nd, end_dim % nd
+    if not (-nd <= start_dim < nd and -nd <= end_dim < nd) or start > end:
+        raise ValueError(f"flatten: dims {start_dim}..{end_dim} do not fit shape {a.shape}")
+    merged = int(np.prod(a.shape[start : end + 1]))  # not -1: a 0-size dim makes it ambiguous
+    shape = (*a.shape[:start], merged, *a.shape[end + 1 :]) if a.ndim else (1,)
+    return a._derive(a.data.reshape(shape), (a,), "flatten", _reshape_bw)
+
+
 def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
     out = a._derive(np.swapaxes(a.data, dim0, dim1), (a,), "transpose", _transpose_bw)
     out._ctx = (dim0, dim1)

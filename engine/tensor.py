@@ -221,6 +221,9 @@ class Tensor:
             shape = tuple(shape[0])  # type: ignore[arg-type]
         return _shape.reshape(self, shape)  # type: ignore[arg-type]
 
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return _shape.flatten(self, start_dim, end_dim)
+
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (PyTorch's transpose); `.T` reverses them all."""
         return _shape.transpose(self, dim0, dim1)
