@@ -125,7 +125,7 @@ def test_a_control_travels_as_plain_values_and_waits_for_its_ack(
     t = threading.Thread(target=worker)
     t.start()
     try:
-        asyncio.run(manager._command("0123456789ab", control, n))
+        asyncio.run(manager._command("0123456789ab", control, *((n,) if n else ())))
     finally:
         t.join(30)
         store.close()

@@ -41,7 +41,7 @@ def test_events_follow_the_schema(preset: str, overrides: dict | None) -> None:
         types = [e["type"] for e in events]
         snapshot = "weights" if tr.num_parameters <= 1000 else "histograms"
         expected = [snapshot, "health", "graph_values"]
-        expected += ["boundary"] if tr.data.is_2d else []
+        expected += ["boundary", "neurons"] if tr.data.is_2d else []
         # a classification epoch's confusion matrix comes with the next record
         expected += ["confusion"] if epoch_ended and tr.data.classes is not None else []
         assert types == expected

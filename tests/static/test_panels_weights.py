@@ -103,5 +103,8 @@ NETWORK = """async () => {
 def test_the_network_places_weights_by_structure(dashboard: Server, page: Any) -> None:
     page.goto(dashboard.url + "/")
     out = page.evaluate(NETWORK)
-    assert out["scalar"] == [[[0.1, 0.2], [0.3]], [[None, 0.4]]]
-    assert out["tensor"] == [[[1, 2, 3], [4, 5, 6]]]
+    assert out["scalar"]["mats"] == [[[0.1, 0.2], [0.3]], [[None, 0.4]]]
+    assert out["tensor"]["mats"] == [[[1, 2, 3], [4, 5, 6]]]
+    # Beside each weight, where it lives, as the interventions API names it.
+    assert out["scalar"]["refs"][1][0][1] == {"param": "d", "index": []}
+    assert out["tensor"]["refs"][0][1][2] == {"param": "m", "index": [1, 2]}
