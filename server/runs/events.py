@@ -370,100 +370,19 @@ def new_event(kind: EventType, step: int, data: EventData) -> NewEvent:
     return {"type": kind, "step": step, "data": data}
 
 
-# -- history and frames ---------------------------------------------------------------------
-
-
-@with_config(STRICT)
-class HistorySeries(TypedDict):
-    """One series in buckets: each bucket's first step, min, max and last value."""
-
-    step: list[int]
-    min: list[float]
-    max: list[float]
-    last: list[float]
-
-
-# Every series of a run over steps from..to, at most `points` buckets each (Store.history);
-# declared as a call because `from` is a Python keyword, so configured by a call too.
-History = TypedDict(
-    "History", {"from": int, "to": int, "points": int, "series": dict[str, HistorySeries]}
-)
-with_config(STRICT)(History)
-
-
-@with_config(STRICT)
-class Frame(TypedDict):
-    """The whole picture at one step: the latest event of each snapshot type at or before it."""
-
-    step: int
-    events: list[Event]
-
-
-# -- websocket messages -------------------------------------------------------------------
-
-
-@with_config(STRICT)
-class HelloMessage(TypedDict):
-    """First message of /ws/runs/{id}: the run, its config, its history and its latest frame."""
-
-    kind: Literal["hello"]
-    run: dict[str, Any]
-    config: dict[str, Any]
-    last_seq: int
-    steps_per_epoch: int | None
-    history: History
-    frame: Frame | None
-
-
-@with_config(STRICT)
-class EventsMessage(TypedDict):
-    """A batch of events of one run, in seq order."""
-
-    kind: Literal["events"]
-    events: list[Event]
-
-
-@with_config(STRICT)
-class RunsMessage(TypedDict):
-    """/ws/runs: the whole run list (full) or the runs changed and deleted since."""
-
-    kind: Literal["runs"]
-    full: NotRequired[bool]
-    runs: list[dict[str, Any]]
-    deleted: list[str]
-
-
-MESSAGES: dict[str, type] = {
-    "hello": HelloMessage,
-    "events": EventsMessage,
-    "runs": RunsMessage,
-}
-
-
 @functools.cache
-def _adapter(kind: type) -> TypeAdapter[Any]:
+def adapter(kind: type) -> TypeAdapter[Any]:
     return TypeAdapter(kind)
 
 
 def validate_event(event: dict[str, Any]) -> None:
     """Raise ValueError unless the event (envelope and data) matches its declaration."""
-    _adapter(Event).validate_python(event)
+    adapter(Event).validate_python(event)
     errors = []
     for kind in EVENT_DATA[event["type"]]:
         try:
-            _adapter(kind).validate_python(event["data"])
+            adapter(kind).validate_python(event["data"])
             return
         except ValueError as e:  # pydantic's ValidationError is a ValueError
             errors.append(str(e))
     raise ValueError(f"{event['type']} event at seq {event['seq']}: " + "\n".join(errors))
-
-
-def validate_message(message: dict[str, Any]) -> None:
-    """Raise ValueError unless a websocket message (and any events in it) matches its type."""
-    kind = message.get("kind")
-    if kind not in MESSAGES:
-        raise ValueError(f"unknown websocket message kind {kind!r}")
-    _adapter(MESSAGES[kind]).validate_python(message)
-    frame = message.get("frame") or {}
-    for event in [*message.get("events", []), *frame.get("events", [])]:
-        validate_event(event)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gradscope.server.runs.events import EventsMessage, RunsMessage
+from gradscope.server.runs.messages import EventsMessage, RunsMessage
 from gradscope.server.settings import Settings
 from gradscope.server.store import Store
 

@@ -13,14 +13,9 @@ import pytest
 import typing_extensions
 
 from gradscope.server.runs.config import resolve_config
-from gradscope.server.runs.events import (
-    EVENT_DATA,
-    MESSAGES,
-    ParamStructure,
-    validate_event,
-    validate_message,
-)
+from gradscope.server.runs.events import EVENT_DATA, ParamStructure, validate_event
 from gradscope.server.runs.loop import TrainingLoop
+from gradscope.server.runs.messages import MESSAGES, validate_message
 from gradscope.server.runs.trainers import build_trainer
 from gradscope.server.store import Store
 
