@@ -54,7 +54,7 @@ $(VENV)/.setup-run: pyproject.toml
 	touch $@
 
 $(VENV)/.setup-test: $(VENV)/.setup-run vendor pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]' '$(TORCH)'
 	touch $@
 
 # The installable wheel, in dist/: the engine, the server, the pages, the vendored libraries and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,13 +19,17 @@ from gradscope.engine.examples import TINY_XS, TINY_YS
 from gradscope.engine.mnist import MnistError, load_mnist, mnist_dir, read_idx
 
 __all__ = [
+    "FEATURES",
+    "REGRESSION_2D",
     "TOY_DATASETS",
     "MnistError",
     "circle",
+    "featurize",
     "gauss",
     "load_mnist",
     "mnist_dir",
     "moons",
+    "plane",
     "read_idx",
     "rectangles",
     "spiral",
@@ -111,11 +115,26 @@ def _toy_finish(
     rng: np.random.Generator, class0: np.ndarray, class1: np.ndarray, noise: float, dt: np.dtype
 ) -> Dataset:
     """Stack the two classes, add gaussian noise, shuffle, and cast."""
-    x = np.concatenate([class0, class1])
-    y = np.concatenate([np.zeros(len(class0), np.int64), np.ones(len(class1), np.int64)])
+    return _classes_finish(rng, [class0, class1], noise, dt)
+
+
+def _classes_finish(
+    rng: np.random.Generator, groups: list[np.ndarray], noise: float, dt: np.dtype
+) -> Dataset:
+    """Stack the classes (group j is class j), add gaussian noise, shuffle, and cast."""
+    x = np.concatenate(groups)
+    y = np.concatenate([np.full(len(g), j, np.int64) for j, g in enumerate(groups)])
     x = x + noise * rng.standard_normal(x.shape)
     order = rng.permutation(len(x))
     return x[order].astype(dt), y[order]
+
+
+def _class_sizes(n: int, classes: int) -> list[int]:
+    """n split into `classes` near-equal parts, the first ones larger (n - n // 2, n // 2)."""
+    classes = _check_int(classes, "classes", 2, MAX_CLASSES)
+    if n < classes:
+        raise ValueError(f"n must be at least the number of classes ({classes}), got {n}")
+    return [n // classes + (1 if j < n % classes else 0) for j in range(classes)]
 
 
 def _polar(r: np.ndarray, angle: np.ndarray) -> np.ndarray:
@@ -153,34 +172,53 @@ def xor(n: int = 200, noise: float = 0.1, seed: int = 0, dtype: DTypeLike = np.f
 
 
 def gauss(
-    n: int = 200, noise: float = 0.1, seed: int = 0, dtype: DTypeLike = np.float32
+    n: int = 200,
+    noise: float = 0.1,
+    seed: int = 0,
+    dtype: DTypeLike = np.float32,
+    classes: int = 2,
 ) -> Dataset:
-    """Two gaussian blobs (sd 0.15) at (-0.5, -0.5) for class 0 and (0.5, 0.5) for class 1."""
-    n0, n1, noise, dt = _toy_start(n, noise, dtype)
+    """Gaussian blobs (sd 0.15): two at (-0.5, -0.5) for class 0 and (0.5, 0.5) for class 1;
+    k > 2 of them evenly around the circle through those two centres, class j the j-th."""
+    _, _, noise, dt = _toy_start(n, noise, dtype)
+    sizes = _class_sizes(n, classes)
     rng = np.random.default_rng(seed)
+    if classes == 2:  # exactly the two diagonal centres (the same numbers as ever)
+        centres = np.array([[-0.5, -0.5], [0.5, 0.5]])
+    else:
+        angles = 1.25 * np.pi + 2 * np.pi * np.arange(classes) / classes
+        centres = _polar(np.full(classes, np.sqrt(0.5)), angles)
 
-    def blob(m: int, centre: float) -> np.ndarray:
-        # Cut at 3 sd so that without noise the line x + y = 0 always separates them.
+    def blob(m: int, centre: np.ndarray) -> np.ndarray:
+        # Cut at 3 sd so that without noise the line x + y = 0 always separates two of them.
         return centre + np.clip(rng.normal(0.0, 0.15, (m, 2)), -0.45, 0.45)
 
-    return _toy_finish(rng, blob(n0, -0.5), blob(n1, 0.5), noise, dt)
+    return _classes_finish(rng, [blob(m, c) for m, c in zip(sizes, centres)], noise, dt)
 
 
 SPIRAL_TURNS = 1.75
+MAX_CLASSES = 10
 
 
 def spiral(
-    n: int = 200, noise: float = 0.1, seed: int = 0, dtype: DTypeLike = np.float32
+    n: int = 200,
+    noise: float = 0.1,
+    seed: int = 0,
+    dtype: DTypeLike = np.float32,
+    classes: int = 2,
 ) -> Dataset:
-    """Two interleaved spirals of 1.75 turns out to radius 1; class 1 is class 0 turned by pi."""
-    n0, n1, noise, dt = _toy_start(n, noise, dtype)
+    """Interleaved spirals of 1.75 turns out to radius 1, one arm per class; arm j is arm 0
+    turned by 2 pi j / classes (two arms: class 1 is class 0 turned by pi)."""
+    _, _, noise, dt = _toy_start(n, noise, dtype)
+    sizes = _class_sizes(n, classes)
     rng = np.random.default_rng(seed)
 
     def arm(m: int, offset: float) -> np.ndarray:
         r = rng.uniform(0.0, 1.0, m)
         return _polar(r, 2 * np.pi * SPIRAL_TURNS * r + offset)
 
-    return _toy_finish(rng, arm(n0, 0.0), arm(n1, np.pi), noise, dt)
+    arms = [arm(m, 2 * np.pi * j / classes) for j, m in enumerate(sizes)]
+    return _classes_finish(rng, arms, noise, dt)
 
 
 def moons(
@@ -196,6 +234,42 @@ def moons(
     return _toy_finish(rng, upper, lower, noise, dt)
 
 
+def plane(
+    n: int = 200, noise: float = 0.1, seed: int = 0, dtype: DTypeLike = np.float32
+) -> Dataset:
+    """A regression: points uniform in [-1, 1]^2, target (x1 + x2) / 2 plus noise, as (n, 1)."""
+    n0, n1, noise, dt = _toy_start(n, noise, dtype)
+    n = n0 + n1
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, (n, 2))
+    y = 0.5 * (x[:, 0] + x[:, 1]) + noise * rng.standard_normal(n)
+    return x.astype(dt), y.reshape(-1, 1).astype(dt)
+
+
+# -- input features (TensorFlow Playground's): columns computed from the two coordinates --
+
+FEATURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "x1": lambda a, b: a,
+    "x2": lambda a, b: b,
+    "x1^2": lambda a, b: a * a,
+    "x2^2": lambda a, b: b * b,
+    "x1*x2": lambda a, b: a * b,
+    "sin(x1)": lambda a, b: np.sin(a),
+    "sin(x2)": lambda a, b: np.sin(b),
+}
+
+
+def featurize(points: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The feature columns `names` (keys of FEATURES) of 2-D points (m, 2), as (m, k)."""
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (m, 2), got {points.shape}")
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown or not names:
+        raise ValueError(f"features must be some of {', '.join(FEATURES)}, got {list(names)}")
+    a, b = points[:, 0], points[:, 1]
+    return np.stack([FEATURES[n](a, b) for n in names], axis=1).astype(points.dtype)
+
+
 TOY_DATASETS: dict[str, Callable[..., Dataset]] = {
     "circle": circle,
     "xor": xor,
@@ -203,3 +277,7 @@ TOY_DATASETS: dict[str, Callable[..., Dataset]] = {
     "spiral": spiral,
     "moons": moons,
 }
+# The toy sets that take a number of classes (`classes=k`).
+MULTICLASS_SETS = ("gauss", "spiral")
+# The 2-D regression sets: (X, y) with y float (n, 1).
+REGRESSION_2D: dict[str, Callable[..., Dataset]] = {"plane": plane}

@@ -109,9 +109,12 @@ def _node_dict(i: int, v: Node, group: str) -> dict[str, Any]:
 # (`param_groups`); without it, from the name the model gave the parameter ("L1.N0.w2" for
 # the scalar MLP, "2.weight" for the tensor one).
 
-MUL_OPS = frozenset({"*", "@", "linear"})
+# conv2d and batch_norm read their own parameters as the fused linear does.
+MUL_OPS = frozenset({"*", "@", "linear", "conv2d", "batch_norm"})
 ADD_OPS = frozenset({"+"})
 ACTIVATION_OPS = frozenset({"tanh", "relu", "sigmoid"})
+# Ops without parameters that reshape or subsample a layer's output: they join its layer.
+PASS_OPS = frozenset({"max_pool2d", "avg_pool2d", "dropout", "flatten"})
 LOSS_GROUP = "loss"
 MODEL_GROUP = "model"  # parameters whose names carry no layer (the napkin's w0..w3)
 
@@ -161,6 +164,8 @@ def groups(topo: list[Node], param_groups: ParamGroups | None = None) -> list[st
                     break
         elif v.op in ACTIVATION_OPS and len(kids) == 1 and kind[kids[0]] in ("mul", "add"):
             group[i], kind[i] = group[kids[0]], "act"
+        elif v.op in PASS_OPS and len(kids) == 1 and kind[kids[0]] in ("mul", "add", "act", "pass"):
+            group[i], kind[i] = group[kids[0]], "pass"
         if group[i] is None and v.op and after[i]:
             group[i] = LOSS_GROUP
     # What is left feeds the layers (inputs, constants, their preprocessing): it joins its

@@ -37,11 +37,17 @@ def update_ratios(model: Module, before: dict[str, np.ndarray]) -> dict[str, flo
 
 
 def dead_relu_fractions(model: Module) -> dict[str, float]:
-    """Per ReLU module: the share of its units that output 0 for every sample of the last batch."""
+    """Per ReLU module: the share of its units that output 0 for every sample of the last batch.
+
+    A unit is a feature: a column of a (batch, features) output, a channel of a
+    (batch, channels, height, width) one (dead when 0 at every place of every sample).
+    """
     out = {}
     for name, m in _named_modules(model):
         if isinstance(m, ReLU) and m.last_output is not None:
             a = m.last_output.data
+            if a.ndim > 2:
+                a = np.moveaxis(a, 1, -1)
             alive = (a.reshape(-1, a.shape[-1]) > 0).any(axis=0) if a.ndim else a > 0
             out[name] = float(1.0 - np.mean(alive))
     return out

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     max_activation_values: Limit = 65_536
     # Runs on one comparison (GET /api/compare, /compare).
     max_compared: Limit = 50
+    # Runs one sweep may make (POST /api/sweeps: its settings times its seeds).
+    max_sweep_runs: Limit = 50
+    # Events in one ingest batch (POST /api/ingest/runs/{id}/events), and the seconds an
+    # external run may stay silent (no batch, no heartbeat) before it is marked crashed.
+    max_ingest_events: Limit = 10_000
+    ingest_timeout: float = Field(60.0, gt=0, le=86_400)
+    # Uploaded CSV data sets (POST /api/datasets): a file's bytes and data rows, and how many
+    # sets the data dir keeps.
+    max_dataset_bytes: Limit = 1024 * 1024
+    max_dataset_rows: Limit = 10_000
+    max_datasets: Limit = 100
     # Each request's headers must arrive within this many seconds; past this many open
     # connections requests get a 503 at once.
     header_timeout: float = Field(10.0, gt=0, le=3600)

@@ -1,4 +1,5 @@
-"""`gradscope serve | train | runs | export | export-model`: runs and the store, in a terminal."""
+"""`gradscope serve | train | runs | export | export-model | sweep`: runs and the store, in a
+terminal (`sweep` lives in sweep.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.progress import Progress as RichProgress
 
+from gradscope.server.cli import sweep
 from gradscope.server.settings import Settings
 
 
@@ -58,6 +60,7 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--out", type=Path, required=True, help="folder to write NAME.npz/.json in")
     m.add_argument("--name", default="mnist", help="file name without suffix (default mnist)")
     _data_dir(m)
+    sweep.add_parser(sub)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -358,4 +361,5 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "presets": presets,
     "export": export,
     "export-model": export_model,
+    "sweep": sweep.main,
 }

@@ -1,11 +1,14 @@
-"""The digit models /draw predicts with: the bundled one, or a finished MNIST run's weights.
+"""The digit models /draw predicts with: the bundled ones, or a finished MNIST run's weights.
 
-The bundled model is `server/digits/bundled/mnist.npz` (weights) + `mnist.json` (architecture, input
-normalisation, where it came from), written by `gradscope export-model`; loading it needs no
-store and no training. A run's model is its final checkpoint: the run is looked up in the
+The bundled models are `server/digits/bundled/mnist.npz` (weights) + `mnist.json`
+(architecture, input normalisation, where it came from), an MLP, and `mnist_cnn.npz` +
+`.json`, a CNN, both written by `gradscope export-model`; loading them needs no store and
+no training. A run's model is its final checkpoint: the run is looked up in the
 store and the file is the store's checkpoint folder plus the name its last checkpoint event
 recorded, never a path built from the request. Every file is read with allow_pickle=False.
-The forward pass is plain numpy (`gradscope.engine.inference.forward`).
+The forward pass of an MLP is plain numpy (`gradscope.engine.inference.forward`); a CNN's is
+the engine model's own, in eval mode (`gradscope.engine.inference.module_outputs`). A header's
+architecture is counted before anything is built from it (`architecture_parameters`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ import numpy as np
 
 from gradscope.engine import nn
 from gradscope.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from gradscope.engine.inference import Layer, forward, layer_outputs, mlp_layers, softmax_rows
+from gradscope.engine.inference import (
+    Layer,
+    forward,
+    layer_outputs,
+    mlp_layers,
+    module_outputs,
+    softmax_rows,
+    stages,
+)
 from gradscope.server.digits import typical
+from gradscope.server.digits.architecture import MAX_PARAMETERS, architecture_parameters
 from gradscope.server.errors import Conflict, GradscopeError, NotFound, Unavailable
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
 from gradscope.server.store import RunRecord, Store
@@ -33,8 +45,11 @@ from gradscope.server.store.schema import RUN_ID
 BUNDLED_ID = "bundled"
 MODELS_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_BASE = MODELS_DIR / "mnist"  # mnist.npz + mnist.json
+# Every bundled model by id, the picker's order: the MLP (the default), then the CNN.
+BUNDLED = {BUNDLED_ID: BUNDLED_BASE, "bundled-cnn": MODELS_DIR / "mnist_cnn"}
 CHECKPOINT_FILE = re.compile(r"^step-\d+\.npz$")
 CACHE_SIZE = 8
+IMAGE = (1, 1, 28, 28)  # one digit as a CNN reads it
 
 
 class ModelError(GradscopeError, LookupError):
@@ -55,7 +70,8 @@ class BrokenModel(ModelError, Unavailable):
 
 @dataclass(frozen=True)
 class DigitModel:
-    """An MLP from 784 pixels to 10 digit logits, as numpy layers, with its normalisation."""
+    """A digit classifier from 28x28 pixels to 10 logits, with its normalisation: an MLP as
+    numpy layers, or a CNN (`net`, an engine model kept in eval mode; `layers` empty)."""
 
     id: str
     name: str
@@ -63,17 +79,26 @@ class DigitModel:
     mean: float = 0.0
     std: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    net: nn.Sequential | None = None
 
     def _input(self, digit: np.ndarray) -> np.ndarray:
-        x = digit.reshape(1, 784).astype(np.float32)
+        shape = IMAGE if self.net is not None else (1, 784)
+        x = digit.reshape(shape).astype(np.float32)
         return (x - np.float32(self.mean)) / np.float32(self.std)
 
     def probabilities(self, digit: np.ndarray) -> np.ndarray:
         """Softmax over the ten digits for one 28x28 image in [0, 1] (white on black)."""
+        if self.net is not None:
+            return softmax_rows(self.inside(digit)[-1][1][None])[0]
         return softmax_rows(forward(self.layers, self._input(digit)))[0]
 
     def inside(self, digit: np.ndarray) -> list[tuple[str, np.ndarray]]:
-        """(name, activations) of every layer for one digit, the logits last."""
+        """(name, activations) of every layer for one digit, the logits last: a conv or
+        pool layer's are [channels, height, width]."""
+        if self.net is not None:
+            # graph=True: no process-wide switch from this thread (the net stays in eval).
+            outs = module_outputs(self.net, self._input(digit), graph=True)
+            return [(name, outs[i][0]) for name, i in stages(self.net)]
         outs = layer_outputs(self.layers, self._input(digit))
         names = [f"hidden {i + 1} ({act})" for i, (_, _, act) in enumerate(self.layers[:-1])]
         return [*zip([*names, "logits"], (o[0] for o in outs), strict=True)]
@@ -100,6 +125,37 @@ def numpy_layers(model: nn.Module) -> list[Layer]:
     return layers
 
 
+def is_cnn(model: nn.Module) -> bool:
+    """Does the model hold conv layers (so the numpy MLP pass cannot run it)?"""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def digit_cnn(model: nn.Module) -> nn.Sequential:
+    """An engine CNN that maps one 1x28x28 digit to 10 logits, put in eval mode for good;
+    ValueError (naming the shapes) for any other model."""
+    if not isinstance(model, nn.Sequential):
+        raise ValueError("not a digit classifier: a CNN must be a Sequential of layers")
+    model.eval()
+    try:
+        out = module_outputs(model, np.zeros(IMAGE, np.float32), graph=True)[-1]
+    except (ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"not a digit classifier: a 1x28x28 digit does not fit it ({e})") from None
+    if out.shape != (1, 10):
+        raise ValueError(
+            f"not a digit classifier: it maps a digit to {list(out.shape[1:])}, not 10"
+        )
+    return model
+
+
+def digit_model(
+    model: nn.Module, id: str, name: str, mean: float, std: float, info: dict[str, Any]
+) -> DigitModel:
+    """A DigitModel of an engine MLP (numpy layers) or CNN (the net in eval mode)."""
+    if is_cnn(model):
+        return DigitModel(id, name, [], mean, std, info, digit_cnn(model))
+    return DigitModel(id, name, numpy_layers(model), mean, std, info)
+
+
 def _normalisation(standardize: bool) -> tuple[float, float]:
     return (MNIST_MEAN, MNIST_STD) if standardize else (0.0, 1.0)
 
@@ -107,28 +163,31 @@ def _normalisation(standardize: bool) -> tuple[float, float]:
 def load_bundled(base: Path = BUNDLED_BASE) -> DigitModel:
     """The model saved as BASE.npz + BASE.json (nn.load: allow_pickle=False)."""
     meta = json.loads(base.with_suffix(".json").read_text())
+    architecture_parameters(meta["architecture"])
     model = nn.load(base)
     norm = meta.get("input", {}).get("normalize", {"mean": 0.0, "std": 1.0})
     source = meta.get("source", {})
-    info = {
-        "test_acc": source.get("test_acc"),
-        "preset": source.get("preset"),
-        "sizes": meta["architecture"].get("sizes"),
-    }
-    name = f"bundled ({source.get('preset') or 'MNIST'})"
-    return DigitModel(BUNDLED_ID, name, numpy_layers(model), norm["mean"], norm["std"], info)
+    info = {"test_acc": source.get("test_acc"), "preset": source.get("preset"), "sizes": None}
+    model_id = next((key for key, path in BUNDLED.items() if path == base), BUNDLED_ID)
+    kind = "CNN" if is_cnn(model) else "MLP"
+    name = f"bundled {kind} ({source.get('preset') or 'MNIST'})"
+    digit = digit_model(model, model_id, name, norm["mean"], norm["std"], info)
+    info["sizes"] = model_sizes(digit)
+    return digit
 
 
-def load_checkpoint_model(path: Path) -> nn.Module:
+def load_checkpoint_model(path: Path, max_parameters: int = MAX_PARAMETERS) -> nn.Module:
     """The engine model in a training checkpoint, read and checked by the engine's reader.
 
     CheckpointError (a ValueError) for a file that is too large, corrupt, not a checkpoint,
-    or whose weights do not fit (or hold NaN) the architecture its header names."""
+    whose architecture has more than max_parameters parameters (refused before it is built),
+    or whose weights do not fit (or hold NaN) that architecture."""
     header, _ = read_checkpoint(path)
     architecture = header.get("architecture")
     if not isinstance(architecture, dict):
         raise CheckpointError(f"{path} records no architecture to rebuild the model from")
     try:
+        architecture_parameters(architecture, max_parameters)
         model = nn.from_config(architecture)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: its architecture cannot be built ({e})") from None
@@ -169,47 +228,62 @@ def checkpoint_path(store: Store, run: RunRecord) -> Path:
     return store.checkpoint_dir(run.id) / name
 
 
-def checkpoint_model(run: RunRecord, path: Path) -> nn.Module:
+def checkpoint_model(run: RunRecord, path: Path, max_parameters: int = MAX_PARAMETERS) -> nn.Module:
     """The digit classifier in a run's checkpoint, or UnusableModel saying why not."""
     try:
-        model = load_checkpoint_model(path)
-        numpy_layers(model)
+        model = load_checkpoint_model(path, max_parameters)
+        digit_cnn(model) if is_cnn(model) else numpy_layers(model)
     except (OSError, ValueError) as e:  # CheckpointError is a ValueError
         raise UnusableModel(f"run {run.id}: its checkpoint cannot be used ({e})") from None
     return model
 
 
-def run_model(store: Store, run: RunRecord, path: Path) -> DigitModel:
+def run_model(
+    store: Store, run: RunRecord, path: Path, max_parameters: int = MAX_PARAMETERS
+) -> DigitModel:
     """A finished run's final weights as a DigitModel."""
-    layers = numpy_layers(checkpoint_model(run, path))
+    model = checkpoint_model(run, path, max_parameters)
     mean, std = _normalisation(run.config.get("dataset", {}).get("standardize", True))
-    info = {"preset": run.preset, "step": run.step, "sizes": _sizes(layers)}
-    return DigitModel(run.id, run.name, layers, mean, std, info)
+    info: dict[str, Any] = {"preset": run.preset, "step": run.step}
+    digit = digit_model(model, run.id, run.name, mean, std, info)
+    info["sizes"] = model_sizes(digit)
+    return digit
 
 
-def _sizes(layers: list[Layer]) -> list[int]:
-    return [layers[0][0].shape[1], *(w.shape[0] for w, _, _ in layers)]
+def model_sizes(model: DigitModel) -> list[int]:
+    """Layer widths from the input on: an MLP's units, a CNN's maps (channels) then units."""
+    if model.net is None:
+        return [model.layers[0][0].shape[1], *(w.shape[0] for w, _, _ in model.layers)]
+    return [784, *(len(a) for _, a in model.inside(np.zeros((28, 28), np.float32)))]
 
 
 class ModelCache:
-    """The bundled model (loaded once) and the last few runs' models, thread-safe."""
+    """The bundled models (each loaded once) and the last few runs' models, thread-safe.
+    A run's checkpoint whose architecture has more than max_parameters parameters is
+    refused before it is built (the server passes GRADSCOPE_MAX_PARAMETERS)."""
 
-    def __init__(self, size: int = CACHE_SIZE, bundled: Path = BUNDLED_BASE) -> None:
-        self.size, self.bundled_base = size, bundled
+    def __init__(
+        self,
+        size: int = CACHE_SIZE,
+        bundled: dict[str, Path] | None = None,
+        max_parameters: int = MAX_PARAMETERS,
+    ) -> None:
+        self.size, self.max_parameters = size, max_parameters
+        self.bundled_bases = dict(BUNDLED if bundled is None else bundled)
         self._lock = threading.Lock()
-        self._bundled: DigitModel | None = None
+        self._bundled: dict[str, DigitModel] = {}
         self._space: typical.DigitSpace | None = None
         self._runs: OrderedDict[tuple[str, str], DigitModel] = OrderedDict()
 
-    def bundled(self) -> DigitModel:
-        """The bundled model; BrokenModel if its files are missing or broken."""
+    def bundled(self, model_id: str = BUNDLED_ID) -> DigitModel:
+        """A bundled model; BrokenModel if its files are missing or broken."""
         with self._lock:
-            if self._bundled is None:
+            if model_id not in self._bundled:
                 try:
-                    self._bundled = load_bundled(self.bundled_base)
+                    self._bundled[model_id] = load_bundled(self.bundled_bases[model_id])
                 except (OSError, ValueError, KeyError) as e:
                     raise BrokenModel(f"the bundled model cannot be loaded: {e}") from None
-            return self._bundled
+            return self._bundled[model_id]
 
     def digit_space(self) -> typical.DigitSpace:
         """The bundled digit space (is it a digit at all?); BrokenModel if it is broken."""
@@ -222,9 +296,9 @@ class ModelCache:
             return self._space
 
     def get(self, store: Store, model_id: str | None) -> DigitModel:
-        """The model named model_id (None: the bundled one); a ModelError when unusable."""
-        if model_id is None or model_id == BUNDLED_ID:
-            return self.bundled()
+        """The model named model_id (None: the bundled MLP); a ModelError when unusable."""
+        if model_id is None or model_id in self.bundled_bases:
+            return self.bundled(model_id or BUNDLED_ID)
         run = usable_run(store, model_id)
         path = checkpoint_path(store, run)
         key = (run.id, path.name)
@@ -232,7 +306,7 @@ class ModelCache:
             if key in self._runs:
                 self._runs.move_to_end(key)
                 return self._runs[key]
-        model = run_model(store, run, path)
+        model = run_model(store, run, path, self.max_parameters)
         with self._lock:
             self._runs[key] = model
             while len(self._runs) > self.size:
@@ -240,9 +314,12 @@ class ModelCache:
         return model
 
     def listing(self, store: Store) -> list[dict[str, Any]]:
-        """The bundled model, then every finished cross-entropy MNIST run, newest first."""
-        bundled = self.bundled()
-        models = [{"id": bundled.id, "name": bundled.name, "kind": "bundled", **bundled.info}]
+        """The bundled models, then every finished cross-entropy MNIST run, newest first."""
+        models = []
+        for model_id in self.bundled_bases:
+            m = self.bundled(model_id)
+            kind = "cnn" if m.net is not None else "mlp"
+            models.append({"id": m.id, "name": m.name, "kind": "bundled", "net": kind, **m.info})
         for run in store.list_runs():
             c = run.config
             if (
@@ -250,19 +327,28 @@ class ModelCache:
                 and c.get("dataset", {}).get("name") == "mnist"
                 and c.get("loss") == "cross_entropy"
             ):
-                hidden = c.get("model", {}).get("hidden", [])
+                model = c.get("model", {})
                 models.append(
                     {
                         "id": run.id,
                         "name": run.name,
                         "kind": "run",
+                        "net": "cnn" if model.get("kind") == "cnn" else "mlp",
                         "preset": run.preset,
                         "step": run.step,
-                        "sizes": [784, *hidden, 10],
+                        "sizes": [784, *_conv_widths(model), *model.get("hidden", []), 10],
                         "test_acc": None,
                     }
                 )
         return models
+
+
+def _conv_widths(model: dict[str, Any]) -> list[int]:
+    """A CNN config's maps per layer as model_sizes counts them: a conv's, then its pool's."""
+    out = []
+    for conv in model.get("conv", []) if model.get("kind") == "cnn" else []:
+        out += [conv["channels"]] * (2 if conv.get("pool", 2) > 1 else 1)
+    return out
 
 
 def final_test_acc(store: Store, run_id: str) -> float | None:

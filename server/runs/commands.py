@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any
 from gradscope.server.runs.control import Control
 from gradscope.server.runs.events import InterventionData, new_event
 
+# The parameter name a point edit travels under (Control.SET, POINT, [row] or [], [x1, x2,
+# label]): the manager relays it as it does a weight's.
+POINT = "point"
+
 if TYPE_CHECKING:
     from gradscope.server.runs.trainers import Trainer
 
@@ -79,8 +83,9 @@ class Commands:
         elif name is Control.STOP:
             raise Stopped("stopped", "stopped by the user")
 
-    def _intervene(self, param: str, index: list[int], value: float) -> str | None:
-        """Set one weight of the paused run; None, or what was wrong (for the 4xx).
+    def _intervene(self, param: str, index: list[int], value: Any) -> str | None:
+        """Set one weight (or add or drag a point: param POINT, value [x1, x2, label]) of
+        the paused run; None, or what was wrong (for the 4xx).
 
         The edit is an event, the step's frame is recorded again with the new weight, and the
         checkpoint is rewritten: a resume, a fork or an export all start from the edited state.
@@ -88,15 +93,31 @@ class Commands:
         if not self.paused:
             return "state: the run is not paused (pause it, then set the weight)"
         try:
-            old = self.trainer.intervene(param, index, value)
+            if param == POINT:  # a training point: value is [x1, x2, label]
+                data = self._edit_point(index, value)
+            else:
+                old = self.trainer.intervene(param, index, value)
+                data = InterventionData(
+                    what="weight", param=param, index=list(index), old=old, new=value
+                )
         except ValueError as e:
             return str(e)
-        data = InterventionData(what="weight", param=param, index=list(index), old=old, new=value)
         self.emit([new_event("intervention", self.trainer.step, data)])
+        if param == POINT:  # the boundary panel redraws the points from it
+            self.emit([self.trainer.dataset_event()])
         self.last_record = None
         self._record()
         self._checkpoint(again=True)
         return None
+
+    def _edit_point(self, index: list[int], value: Any) -> InterventionData:
+        """Add (index []) or drag (index [row]) a training point; its intervention's data."""
+        x1, x2, label = (float(v) for v in value)
+        row, before, old = self.trainer.edit_point(index[0] if index else None, x1, x2, label)
+        return InterventionData(
+            what="point", param=POINT, index=[row], old=old, new=label,
+            point=[x1, x2, label], moved_from=before,
+        )  # fmt: skip
 
     def _ack(self, name: str, error: str | None = None) -> None:
         self.flush()

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,12 +25,26 @@ from pydantic import (
 )
 
 from gradscope.engine.examples import TINY_XS
+from gradscope.server.datasets import DatasetError, read_meta
 from gradscope.server.errors import Invalid
 from gradscope.server.runs.presets import PRESET_SPECS
-from gradscope.server.runs.sizes import MNIST_TRAIN, memory_problem, run_memory
+from gradscope.server.runs.sizes import (
+    MNIST_TRAIN,
+    conv_parameters,
+    conv_shapes,
+    memory_problem,
+    run_memory,
+)
 
-DatasetName = Literal["rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "mnist"]
-TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")
+DatasetName = Literal[
+    "rectangles", "tiny", "circle", "xor", "gauss", "spiral", "moons", "plane", "csv", "mnist"
+]
+TOY_2D = ("circle", "xor", "gauss", "spiral", "moons")  # generated, classification
+PLANE_SETS = (*TOY_2D, "plane", "csv")  # every set of 2-D points: features apply to these
+MULTICLASS = ("gauss", "spiral")  # generated sets that take dataset.classes
+# TensorFlow Playground's input features (engine.data.FEATURES computes them).
+FeatureName = Literal["x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)"]
+MAX_CLASSES = 10
 MAX_PIXELS = 20_000_000  # rectangles: (n + test_n) * size^2 numbers, about 2 s to draw
 SCALAR_MAX_PARAMETERS = SCALAR_MAX_SAMPLES = 1000
 MAX_PACE = 1_000_000  # steps per second; beyond that pacing means nothing
@@ -65,8 +80,9 @@ class DatasetConfig(_Model):
 
     name: DatasetName = Field(
         description="rectangles: the napkin article's pixel averages (regression); tiny: the "
-        "micrograd article's four samples; circle/xor/gauss/spiral/moons: 2-D two-class toy "
-        "sets; mnist: handwritten digits (the real test split is used for testing)"
+        "micrograd article's four samples; circle/xor/gauss/spiral/moons: 2-D toy sets "
+        "(gauss and spiral take dataset.classes); plane: a 2-D regression; csv: an uploaded "
+        "set (dataset.id); mnist: handwritten digits (the real test split is used for testing)"
     )
     n: int = Field(200, ge=1, le=100_000, description="samples drawn for generated sets")
     noise: float = Field(0.1, ge=0, le=5, description="2-D sets: gaussian noise (std dev)")
@@ -79,6 +95,25 @@ class DatasetConfig(_Model):
     mnist_train_limit: int | None = Field(
         None, ge=1, le=MNIST_TRAIN, description="mnist: train on the first N images only"
     )
+    classes: int | None = Field(
+        2,
+        ge=2,
+        le=MAX_CLASSES,
+        description="gauss/spiral: classes (blobs, arms); csv: the file's (set by the server, "
+        "null for an x1,x2,y regression)",
+    )
+    features: list[FeatureName] = Field(
+        default_factory=lambda: ["x1", "x2"],
+        min_length=1,
+        max_length=7,
+        description="2-D sets: the network's inputs, computed from the point (x1, x2)",
+    )
+    id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$", description="csv: the uploaded set (GET /api/datasets)"
+    )
+    test_ratio: float = Field(
+        0.2, ge=0.05, le=0.9, description="csv: the share of the rows held out for testing"
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> DatasetConfig:
@@ -86,15 +121,20 @@ class DatasetConfig(_Model):
             raise ConfigError("n", f"the {self.name} set needs at least 2 samples per split")
         if self.name == "rectangles" and (self.n + self.test_n) * self.size**2 > MAX_PIXELS:
             raise ConfigError("n", f"(n + test_n) * size^2 pixels must be at most {MAX_PIXELS:,}")
+        _check_2d(self)
         return self
 
     def input_size(self) -> int:
         """Features per sample."""
-        return {"rectangles": self.size**2, "tiny": len(TINY_XS[0]), "mnist": 784}.get(self.name, 2)
+        if self.name in PLANE_SETS:
+            return len(self.features)
+        return {"rectangles": self.size**2, "tiny": len(TINY_XS[0]), "mnist": 784}[self.name]
 
     def num_classes(self) -> int | None:
-        """Classes of a classification set; None for the rectangles regression."""
-        return {"rectangles": None, "mnist": 10}.get(self.name, 2)
+        """Classes of a classification set; None for a regression (rectangles, plane)."""
+        if self.name in (*MULTICLASS, "csv"):
+            return self.classes
+        return {"rectangles": None, "plane": None, "mnist": 10}.get(self.name, 2)
 
     def train_size(self) -> int:
         """Training samples."""
@@ -103,12 +143,41 @@ class DatasetConfig(_Model):
         return len(TINY_XS) if self.name == "tiny" else self.n
 
 
-class ModelConfig(_Model):
-    """A multi-layer perceptron; input and output widths come from the data set and loss."""
+def _check_2d(d: DatasetConfig) -> None:
+    """The 2-D options apply to 2-D sets only; an uploaded set needs its id."""
+    if len(set(d.features)) != len(d.features):
+        raise ConfigError("features", "each feature at most once")
+    if d.name not in PLANE_SETS and d.features != ["x1", "x2"]:
+        raise ConfigError("features", f"input features are for 2-D sets, not {d.name}")
+    if d.name not in (*MULTICLASS, "csv") and d.classes != 2:
+        raise ConfigError("classes", f"{d.name} has a fixed number of classes: leave it at 2")
+    if d.name in MULTICLASS and d.classes is None:
+        raise ConfigError("classes", f"{d.name} needs a number of classes (2 to {MAX_CLASSES})")
+    if (d.name == "csv") != (d.id is not None):
+        raise ConfigError("id", "an uploaded set (name 'csv') needs its id; only it has one")
+    if d.name in MULTICLASS and d.classes and min(d.n, d.test_n) < d.classes:
+        raise ConfigError("n", f"{d.classes} classes need at least {d.classes} samples per split")
 
-    kind: Literal["mlp", "micrograd-expression", "micrograd-neuron"] = Field(
+
+class ConvLayerConfig(_Model):
+    """One conv layer of a CNN: conv (stride 1), optional BatchNorm, the activation, max pool."""
+
+    channels: int = Field(ge=1, le=256, description="output channels (feature maps)")
+    kernel: int = Field(3, ge=1, le=11, description="square kernel side")
+    padding: int = Field(0, ge=0, le=5, description="zeros added on each side")
+    pool: int = Field(2, ge=1, le=4, description="max pooling window and stride (1: none)")
+    batch_norm: bool = Field(False, description="BatchNorm2d between the conv and activation")
+
+
+class ModelConfig(_Model):
+    """A multi-layer perceptron (or a CNN: conv layers, then the perceptron); input and
+    output widths come from the data set and loss."""
+
+    kind: Literal["mlp", "cnn", "micrograd-expression", "micrograd-neuron"] = Field(
         "mlp",
-        description="mlp: the network below; micrograd-expression / micrograd-neuron: the second "
+        description="mlp: the network below; cnn: model.conv on the 28x28 image (image "
+        "sets only), flattened into the hidden layers; micrograd-expression / "
+        "micrograd-neuron: the second "
         "article's hand-worked L = (a*b + c)*f or o = tanh(x1*w1 + x2*w2 + b), its leaves "
         "the parameters, descended on its own output (scalar engine; reads no data)",
     )
@@ -117,8 +186,11 @@ class ModelConfig(_Model):
         max_length=16,
         description="hidden layer widths; [] is a single linear layer (one neuron per output)",
     )
+    conv: list[ConvLayerConfig] = Field(
+        default_factory=list, max_length=8, description="cnn: the conv layers, in order"
+    )
     activation: Literal["relu", "tanh", "sigmoid", "linear"] = Field(
-        "relu", description="activation after every hidden layer"
+        "relu", description="activation after every hidden (and conv) layer"
     )
     output: Literal["linear", "tanh", "sigmoid"] = Field(
         "linear", description="activation of the output layer (linear = logits)"
@@ -145,6 +217,12 @@ class OptimizerConfig(_Model):
     betas: tuple[float, float] = Field(
         (0.9, 0.999), strict=False, description="adam/adamw: decay rates (a 2-list)"
     )
+    schedule: Literal["constant", "onecycle"] = Field(
+        "constant",
+        description="the lr per step: constant; onecycle: linear warm-up from 0 over the "
+        "first `warmup` share of the steps, then linear decay to 0 at the last step",
+    )
+    warmup: float = Field(0.1, ge=0, le=1, description="onecycle: the warm-up share of steps")
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerConfig:
@@ -170,6 +248,14 @@ class RecordConfig(_Model):
     max_graph_nodes: int = Field(
         2000, ge=10, le=100_000, description="scalar runs: graph a single sample beyond this"
     )
+
+
+class RegularizationConfig(_Model):
+    """TensorFlow Playground's regularization: rate * sum |w| (l1) or rate * sum w^2 (l2)
+    over every weight (not the biases), added to the training loss."""
+
+    kind: Literal["none", "l1", "l2"] = Field("none", description="none, l1 or l2")
+    rate: float = Field(0.0, ge=0, le=10, description="the penalty's factor")
 
 
 class RunConfig(_Model):
@@ -208,6 +294,10 @@ class RunConfig(_Model):
         False, description="start paused at step 0 (its frame drawn), to be stepped or played"
     )
     record: RecordConfig = Field(default_factory=RecordConfig, description="recording")
+    regularization: RegularizationConfig = Field(
+        default_factory=lambda: RegularizationConfig(),
+        description="a penalty on the weights added to the training loss",
+    )
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:
@@ -233,15 +323,22 @@ class RunConfig(_Model):
         return 1
 
     def layer_sizes(self) -> list[int]:
-        """[input, *hidden, output]."""
-        return [self.dataset.input_size(), *self.model.hidden, self.output_size()]
+        """[input, *hidden, output]; a CNN's input is its flattened conv output."""
+        return [self._dense_input(), *self.model.hidden, self.output_size()]
+
+    def _dense_input(self) -> int:
+        if self.model.kind != "cnn":
+            return self.dataset.input_size()
+        _, c, h, w = conv_shapes(self.model.conv)[-1]
+        return c * h * w
 
     def num_parameters(self) -> int:
-        """Weights and biases, counted without building anything."""
-        if self.model.kind != "mlp":
+        """Weights and biases (and BatchNorm's), counted without building anything."""
+        if self.model.kind not in ("mlp", "cnn"):
             return ARTICLE_LEAVES[self.model.kind]
-        sizes = self.layer_sizes()
-        return sum(a * b + (b if self.model.bias else 0) for a, b in itertools.pairwise(sizes))
+        sizes, bias = self.layer_sizes(), self.model.bias
+        conv = conv_parameters(self.model.conv, bias) if self.model.kind == "cnn" else 0
+        return conv + sum(a * b + (b if bias else 0) for a, b in itertools.pairwise(sizes))
 
     def memory(self) -> tuple[int, int]:
         """(bytes a run needs, of which activations): sizes.run_memory's estimate."""
@@ -254,9 +351,19 @@ def _cross_check(c: RunConfig) -> None:
         raise ConfigError("steps", "set steps or epochs")
     classes = c.dataset.num_classes()
     if classes is None and c.loss != "mse":
-        raise ConfigError("loss", "rectangles is a regression (pixel averages): use 'mse'")
+        what = (
+            "rectangles is a regression (pixel averages)"
+            if c.dataset.name == "rectangles"
+            else f"{c.dataset.name} is a regression"
+        )
+        raise ConfigError("loss", f"{what}: use 'mse'")
     if c.loss in ("bce", "hinge") and classes != 2:
-        raise ConfigError("loss", f"{c.loss} needs a two-class data set, {c.dataset.name} has 10")
+        raise ConfigError(
+            "loss", f"{c.loss} needs a two-class data set, {c.dataset.name} has {classes}"
+        )
+    reg = c.regularization
+    if reg.kind == "none" and reg.rate:
+        raise ConfigError("regularization.kind", "a rate without a penalty: choose l1 or l2")
     if c.loss in ("cross_entropy", "bce") and c.model.output != "linear":
         raise ConfigError("model.output", f"{c.loss} takes logits: set the output to 'linear'")
     if c.model.start_weights is not None:
@@ -268,10 +375,37 @@ def _cross_check(c: RunConfig) -> None:
                 f"{len(c.model.start_weights)} given, the neuron has "
                 f"{c.dataset.input_size()} inputs",
             )
-    if c.model.kind != "mlp":
+    if c.model.kind == "cnn" or c.model.conv:
+        _cnn_check(c)
+    elif c.model.kind != "mlp":
         _article_check(c)
+        if reg.kind != "none":
+            raise ConfigError("regularization.kind", "an article's expression has no weights")
     if c.engine == "scalar":
         _scalar_check(c)
+
+
+def _cnn_check(c: RunConfig) -> None:
+    """A CNN reads 28x28 images on the tensor engine, and each conv layer must fit its input."""
+    if c.model.kind != "cnn":
+        raise ConfigError(
+            "model.conv", f"conv layers are for model.kind 'cnn', not {c.model.kind!r}"
+        )
+    if c.dataset.name != "mnist":
+        raise ConfigError(
+            "model.kind", f"a cnn reads images (mnist); {c.dataset.name} is not an image set"
+        )
+    if c.engine != "tensor":
+        raise ConfigError("engine", "a cnn runs on the tensor engine")
+    if not c.model.conv:
+        raise ConfigError("model.conv", "a cnn needs at least one conv layer")
+    if c.model.start_weights is not None:
+        raise ConfigError("model.start_weights", "only for a single neuron (hidden = [])")
+    try:
+        conv_shapes(c.model.conv)
+    except ValueError as e:
+        field, message = e.args
+        raise ConfigError(f"model.conv.{field}", message) from None
 
 
 ARTICLE_LEAVES = {"micrograd-expression": 4, "micrograd-neuron": 5}  # a b c f; x1 w1 x2 w2 b
@@ -309,6 +443,10 @@ def _scalar_check(c: RunConfig) -> None:
         )
     if c.loss not in ("mse", "hinge"):
         raise ConfigError("loss", f"the scalar engine trains with mse or hinge {hint}")
+    if c.output_size() != 1:
+        raise ConfigError(
+            "dataset.classes", f"the scalar engine has one output: two classes {hint}"
+        )
     opt = c.optimizer
     if opt.name != "sgd":
         raise ConfigError("optimizer.name", f"the scalar engine runs plain sgd {hint}")
@@ -374,8 +512,10 @@ def resolve_config(
     max_parameters: int,
     max_steps: int,
     max_memory_mb: int | None = None,
+    data_dir: Path | None = None,
 ) -> RunConfig:
-    """The preset's config (or none) with overrides merged in, validated against the limits."""
+    """The preset's config (or none) with overrides merged in, validated against the limits
+    (and an uploaded set's sizes and classes filled in from its file in `data_dir`)."""
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError("overrides", f"must be an object, got {type(overrides).__name__}")
     base: dict = {}
@@ -385,7 +525,10 @@ def resolve_config(
                 "preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
             )
         base = PRESETS[preset].config.model_dump()
-    config = validate_config(deep_merge(base, overrides or {}))
+    merged = deep_merge(base, overrides or {})
+    config = validate_config(merged)
+    if config.dataset.name == "csv":
+        config = validate_config(deep_merge(merged, {"dataset": _csv_sizes(config, data_dir)}))
     n = config.num_parameters()
     if n > max_parameters:
         raise ConfigError(
@@ -404,6 +547,21 @@ def resolve_config(
             " (GRADSCOPE_MAX_STEPS)",
         )
     return config
+
+
+def _csv_sizes(config: RunConfig, data_dir: Path | None) -> dict[str, Any]:
+    """An uploaded set's split sizes and classes, from its sidecar (the file decides them)."""
+    d = config.dataset
+    if data_dir is None:
+        raise ConfigError("dataset.id", "uploaded data sets need a server with a data dir")
+    try:
+        meta = read_meta(data_dir, d.id or "")
+    except DatasetError:
+        raise ConfigError(
+            "dataset.id", f"no uploaded data set {d.id!r} (GET /api/datasets lists them)"
+        ) from None
+    test_n = min(meta["rows"] - 1, max(1, round(meta["rows"] * d.test_ratio)))
+    return {"n": meta["rows"] - test_n, "test_n": test_n, "classes": meta["classes"]}
 
 
 # -- presets ---------------------------------------------------------------------------

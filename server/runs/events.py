@@ -38,13 +38,14 @@ EventType = Literal[
     "download",
     "intervention",
     "neurons",
+    "feature_maps",
 ]
 # The snapshot kinds, each a picture of one moment (GET /api/runs/{id}/snapshots/{kind}).
 NOT_SNAPSHOTS = ("state", "metrics", "checkpoint", "download", "intervention")  # moments
 SNAPSHOT_TYPES = tuple(t for t in get_args(EventType) if t not in NOT_SNAPSHOTS)
 # The kinds recorded every k steps: a step with one of them is a frame (Store.frame).
 FRAME_TYPES: tuple[str, ...] = (
-    "weights", "histograms", "health", "graph_values", "boundary", "neurons"
+    "weights", "histograms", "health", "graph_values", "boundary", "neurons", "feature_maps"
 )  # fmt: skip
 # A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
 # event every step makes stays a tuple until the store encodes it (see StepMetrics).
@@ -85,10 +86,13 @@ class EpochMetrics(TypedDict):
 
 @with_config(STRICT)
 class DatasetData(TypedDict):
-    """A 2-D data set: up to 1000 points [x, y, label] and [xmin, xmax, ymin, ymax]."""
+    """A 2-D data set: up to 1000 points [x, y, label] and [xmin, xmax, ymin, ymax]; `test`
+    the test points alike, `classes` their number (None: a regression, label is the target)."""
 
     points: list[list[float]]
     bounds: list[float]
+    test: NotRequired[list[list[float]]]
+    classes: NotRequired[int | None]
 
 
 @with_config(STRICT)
@@ -199,11 +203,16 @@ class HealthData(TypedDict):
 
 @with_config(STRICT)
 class BoundaryData(TypedDict):
-    """P(class 1) on an n x n grid over the 2-D data (row-major, y outer)."""
+    """P(class 1) on an n x n grid over the 2-D data (row-major, y outer); `kind` "classes"
+    (more than two): `classes` the predicted class per cell, `values` its probability;
+    `kind` "value" (a regression): `values` the prediction, `range` the targets' [min, max]."""
 
     grid: int
     bounds: list[float]
     values: list[JsonFloat]
+    kind: NotRequired[Literal["probability", "classes", "value"]]
+    classes: NotRequired[list[int]]
+    range: NotRequired[list[float]]
 
 
 @with_config(STRICT)
@@ -249,6 +258,29 @@ class FirstLayerData(TypedDict):
 
 
 @with_config(STRICT)
+class FeatureLayer(TypedDict):
+    """One conv or pool layer's output for the digit: a base64 uint8 image per channel (the
+    first 32), each scaled from its own low (0) to high (255)."""
+
+    name: str
+    shape: list[int]
+    low: list[JsonFloat]
+    high: list[JsonFloat]
+    images: list[str]
+
+
+@with_config(STRICT)
+class FeatureMapsData(TypedDict):
+    """A CNN run's feature maps of one fixed test digit (row `index`, a `label`; `image`
+    its 28x28 base64 uint8 ink), through every conv and pool layer, at this frame."""
+
+    index: int
+    label: int
+    image: str
+    layers: list[FeatureLayer]
+
+
+@with_config(STRICT)
 class MisclassifiedItem(TypedDict):
     """One wrong test prediction: the test row, the true label, the guess, its probability."""
 
@@ -288,13 +320,17 @@ class DownloadData(TypedDict):
 @with_config(STRICT)
 class InterventionData(TypedDict):
     """A person changed the run while it was paused: one weight set by hand (`param` as the
-    weights event names it, `index` into it, [] for a scalar), from `old` to `new`."""
+    weights event names it, `index` into it, [] for a scalar), from `old` to `new`; or a
+    training point added or dragged (what "point", param "point", index [row]): `point` is
+    [x1, x2, label], `moved_from` its place before a drag, old/new its label before/after."""
 
-    what: Literal["weight"]
+    what: Literal["weight", "point"]
     param: str
     index: list[int]
     old: float
     new: float
+    point: NotRequired[list[float]]
+    moved_from: NotRequired[list[float] | None]
 
 
 EventData = (
@@ -315,6 +351,7 @@ EventData = (
     | DownloadData
     | InterventionData
     | NeuronsData
+    | FeatureMapsData
 )
 
 # Each event type and the data it carries.
@@ -335,6 +372,7 @@ EVENT_DATA: dict[str, tuple[type, ...]] = {
     "download": (DownloadData,),
     "intervention": (InterventionData,),
     "neurons": (NeuronsData,),
+    "feature_maps": (FeatureMapsData,),
 }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from gradscope.server.runs import fork
 from gradscope.server.runs.commands import Commands, Stopped
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.control import Control
@@ -117,6 +118,12 @@ class TrainingLoop(Commands):
             if resume:
                 self.committed_step, self.paused = record.step, False
                 self._restore()
+            elif record.parent_id is not None and record.fork_step is not None:
+                # A fork: its parent's state at the fork step, then its own start.
+                self.committed_step = record.step
+                fork.restore(self.store, self.trainer, record, record.fork_step)
+                self.emit(self.trainer.start_events())
+                self._checkpoint()  # its own first state: a resume (or its forks) start here
             else:
                 self.emit(self.trainer.start_events())
             self._record()  # the frame before the first step (or the restored one)
@@ -337,14 +344,16 @@ class TrainingLoop(Commands):
         record = self.store.get_run(self.run_id)
         if record is None:
             raise Stopped("failed", "the run was deleted")
-        if record.step == 0 and not self.store.events(
-            self.run_id, limit=1, types=("graph", "dataset", "metrics")
-        ):
-            self.emit(self.trainer.start_events())  # it never really started
         if record.checkpoint:
             path = self.store.checkpoint_dir(self.run_id) / record.checkpoint
             self.trainer.load_checkpoint(path)
             self.checkpoints.append(record.checkpoint)
+        elif record.parent_id is not None and record.fork_step is not None:
+            fork.restore(self.store, self.trainer, record, record.fork_step)
+        if record.step == (record.fork_step or 0) and not self.store.events(
+            self.run_id, limit=1, types=("graph", "dataset", "metrics")
+        ):
+            self.emit(self.trainer.start_events())  # it never really started
         # Training is deterministic given the checkpoint (data order depends on seed and
         # epoch only), so re-running the uncommitted-but-lost steps reproduces them exactly
         # and the history continues without a gap or a duplicate.

@@ -94,7 +94,7 @@ class RunManager:
             log.info("runs interrupted by the last server's end: %s", ", ".join(interrupted))
         for run in self.store.list_runs():
             if run.state == "queued" and run.source == "server":
-                self.queue.appendleft((run.id, run.step > 0))
+                self.queue.appendleft((run.id, run.step > (run.fork_step or 0)))
         self._supervisor = asyncio.create_task(self._supervise())
         await self._schedule()
 
@@ -123,10 +123,17 @@ class RunManager:
             max_parameters=self.settings.max_parameters,
             max_steps=self.settings.max_steps,
             max_memory_mb=self.settings.max_run_memory_mb,
+            data_dir=self.settings.data_dir,
         )
 
-    async def create(self, config: RunConfig, preset: str | None, name: str | None) -> RunRecord:
-        """Store a new run and queue it."""
+    async def create(
+        self,
+        config: RunConfig,
+        preset: str | None,
+        name: str | None,
+        fork: tuple[str, int] | None = None,
+    ) -> RunRecord:
+        """Store a new run and queue it; `fork` (parent id, step): a fork (fork.py)."""
         if config.dataset.name == "mnist":
             await asyncio.to_thread(self.mnist.check)
         if len(self.queue) >= self.settings.max_queue:
@@ -134,13 +141,17 @@ class RunManager:
                 f"the queue is full ({self.settings.max_queue} runs waiting, "
                 "GRADSCOPE_MAX_QUEUE); try again when one of them starts",
             )
-        run = self.store.create_run(
-            config.model_dump(mode="json"),
-            preset=preset,
-            name=name or config.name,
-            source="server",
-            total_steps=config.total_steps(),
-        )
+        try:
+            run = self.store.create_run(
+                config.model_dump(mode="json"),
+                preset=preset,
+                name=name or config.name,
+                source="server",
+                total_steps=config.total_steps(),
+                fork=fork and (*fork, fork[1] // config.steps_per_epoch()),
+            )
+        except KeyError:
+            raise UnknownRun(fork[0] if fork else "") from None  # deleted meanwhile
         self.queue.append((run.id, False))
         await self._schedule()
         return self.get(run.id)
@@ -160,6 +171,8 @@ class RunManager:
 
     async def resume(self, run_id: str) -> RunRecord:
         run = self.get(run_id)
+        if run.source == "external":
+            raise RunConflict("an external run is resumed by its own script (it logs again)")
         if run.state == "paused" and run_id in self.workers:
             await self._command(run_id, Control.RESUME)
         elif run.state in ("interrupted", "crashed") or retryable(run):
@@ -200,8 +213,11 @@ class RunManager:
             await self._command(run_id, Control.PACE, pace)
         return self.get(run_id)
 
-    async def intervene(self, run_id: str, param: str, index: list[int], value: float) -> int:
-        """Set one weight of a paused run; the step it was set at."""
+    async def intervene(
+        self, run_id: str, param: str, index: list[int], value: float | list[float]
+    ) -> int:
+        """Set one weight of a paused run (or edit a point: param "point", value [x1, x2,
+        label]); the step it was set at."""
         run = self.get(run_id)
         if run.state != "paused" or run_id not in self.workers:
             raise RunConflict(
@@ -229,13 +245,17 @@ class RunManager:
             else:
                 await self._command(run_id, Control.STOP)
             await asyncio.to_thread(w.process.join, self.settings.command_timeout)
-        elif run.state in ("queued", "interrupted", "crashed"):
+        elif run.state in ("queued", "interrupted", "crashed") or (
+            run.source == "external" and run.state in ("running", "paused")
+        ):
+            # Not trained here (or not yet): recorded as stopped; an external script's next
+            # batch is refused (server/runs/ingest.py).
             self.queue = deque(q for q in self.queue if q[0] != run_id)
             if not self.store.set_state(
                 run_id,
                 "stopped",
                 message="stopped by the user",
-                only_from={"queued", "interrupted", "crashed"},
+                only_from={"queued", "interrupted", "crashed", "running", "paused"},
             ):
                 raise RunConflict("the run changed state; try again")
         else:
@@ -244,16 +264,31 @@ class RunManager:
 
     async def delete(self, run_id: str) -> None:
         run = self.get(run_id)
+        self._no_forks(run_id)
         if (
             run.state in ("running", "paused")
             and run.source == "cli"
             and run_id not in self.workers
         ):
             raise RunConflict("this run is training in a `gradscope train` process; stop it there")
-        if run_id in self.workers or run.state in ("queued", "running", "paused"):
+        if run.state in ("queued", "running", "paused"):
             await self.stop(run_id)
+        elif run_id in self.workers:  # ended, its worker still exiting: let it go first
+            await asyncio.to_thread(
+                self.workers[run_id].process.join, self.settings.command_timeout
+            )
         self.queue = deque(q for q in self.queue if q[0] != run_id)
+        self._no_forks(run_id)  # again: one may have been made while it stopped
         self.store.delete_run(run_id)
+
+    def _no_forks(self, run_id: str) -> None:
+        """Refuse to delete a run that has forks: their history up to their fork step is its."""
+        forks = self.store.forks_of(run_id)
+        if forks:
+            raise RunConflict(
+                f"run {run_id} has {len(forks)} fork(s) ({', '.join(forks)}) reading its history"
+                " up to their fork step: delete them first"
+            )
 
     # -- internals ----------------------------------------------------------------
     async def _command(self, run_id: str, control: Control, *args: Any) -> tuple[Any, ...] | None:

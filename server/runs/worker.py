@@ -48,7 +48,7 @@ def run_worker(
             config = RunConfig.model_validate(record.config)
             progress = _download_events(store, run_id, record.step)
             trainer = build_trainer(
-                config, Path(mnist_dir) if mnist_dir else None, mirrors, progress
+                config, Path(mnist_dir) if mnist_dir else None, mirrors, progress, Path(data_dir)
             )
         except Exception as e:
             store.set_state(

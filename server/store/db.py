@@ -25,7 +25,7 @@ from gradscope.server.store.encoding import (
     pack_events,
     to_json,
 )
-from gradscope.server.store.history import HistoryReads, latest
+from gradscope.server.store.history import HistoryReads
 from gradscope.server.store.liveness import pid_alive
 from gradscope.server.store.schema import (
     COLUMNS,
@@ -210,20 +210,33 @@ class Store(HistoryReads):
             self._conn.close()
 
     def create_run(
-        self, config: dict, *, preset: str | None, name: str | None, source: str, total_steps: int
+        self,
+        config: dict,
+        *,
+        preset: str | None,
+        name: str | None,
+        source: str,
+        total_steps: int,
+        fork: tuple[str, int, int] | None = None,
     ) -> RunRecord:
-        """Insert a new queued run with a fresh id."""
+        """Insert a new queued run with a fresh id; `fork` (parent id, step, epoch): a fork,
+        at that step, of a run that must exist (else KeyError)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         run_id = uuid.uuid4().hex[:12]
         name = name or f"{preset or 'run'} {run_id[:6]}"
         now, cfg = time.time(), to_json(config)
+        parent, step, epoch = fork if fork is not None else (None, 0, 0)
         with self._tx() as conn:
+            if parent is not None and self._get(conn, check_run_id(parent)) is None:
+                raise KeyError(f"no run {parent}")  # deleted since it was looked at
             conn.execute(
                 "INSERT INTO runs (id, name, preset, config, state, source, total_steps, "
-                "created_at, updated_at, changed) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (run_id, name, preset, cfg, source, int(total_steps), now, now, self._bump(conn)),
-            )
+                "created_at, updated_at, changed, parent_id, fork_step, step, epoch) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, preset, cfg, source, int(total_steps), now, now, self._bump(conn),
+                 parent, None if parent is None else step, step, epoch),
+            )  # fmt: skip
             return self._get(conn, run_id)  # type: ignore[return-value]
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -343,15 +356,6 @@ class Store(HistoryReads):
         if rows and rows[0][5] > 1:
             events = [e for e in events if e["seq"] > since]
         return events if limit is None else events[: int(limit)]
-
-    def latest_event(self, run_id: str, type: str, at_step: int | None = None) -> dict | None:
-        """The event of this type with the greatest step <= at_step (ties: the latest seq).
-
-        Meant for snapshot types, which are never packed (of a packed row: its last event).
-        """
-        check_run_id(run_id)
-        with self._locked() as conn:
-            return latest(conn, run_id, type, None if at_step is None else int(at_step))
 
     def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Each known run's last seq (unknown ids are left out)."""

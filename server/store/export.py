@@ -37,8 +37,17 @@ def metrics_series(
 
 
 def _intervention(data: dict[str, Any]) -> str:
-    """An edit in one CSV cell: `0.weight[3, 1]: 0.41 -> 0.75`."""
+    """An edit in one CSV cell: `0.weight[3, 1]: 0.41 -> 0.75`, `point[12]: (0.5, -1) -> (0.6,
+    -0.9) label 1` (a drag) or `point: added (0.5, -1) label 1`."""
     where = f"{data['param']}{data['index'] if data['index'] else ''}"
+    if data["what"] == "point":
+        *xy, label = data["point"]
+        at = "(" + ", ".join(f"{v:.6g}" for v in xy) + ")"
+        moved = data.get("moved_from")
+        if moved:
+            before = "(" + ", ".join(f"{v:.6g}" for v in moved[:2]) + ")"
+            return f"{where}: {before} -> {at} label {label:g}"
+        return f"{where}: added {at} label {label:g}"
     return f"{where}: {data['old']:.6g} -> {data['new']:.6g}"
 
 

@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from gradscope.server.runs.events import FRAME_TYPES, SNAPSHOT_TYPES
+from gradscope.server.runs.events import SNAPSHOT_TYPES
 from gradscope.server.store import blocks, series, summary
 from gradscope.server.store.blocks import FINEST, LEVELS, TOP
-from gradscope.server.store.encoding import events_from_row
+from gradscope.server.store.lineage import (
+    Segment,
+    history_spans,
+    latest,
+    latest_in,
+    read_frame,
+    segments,
+)
 from gradscope.server.store.schema import check_run_id
 
 
@@ -106,38 +113,78 @@ def full_range(conn: sqlite3.Connection, run_id: str) -> tuple[int | None, int |
     return int(top["first_step"].min()), int(top["last_step"].max())
 
 
+Span = tuple[str, int, int | None]  # a run, and the steps (first, last; None: open) it gives
+
+
+def _span_range(conn: sqlite3.Connection, spans: list[Span]) -> tuple[int | None, int | None]:
+    """The first and last step of any sample the spans give."""
+    firsts, lasts = [], []
+    for run_id, lo, hi in spans:
+        first, last = full_range(conn, run_id)
+        if first is None or last is None:
+            continue
+        first, last = max(first, lo), last if hi is None else min(last, hi)
+        if first <= last:
+            firsts.append(first)
+            lasts.append(last)
+    return min(firsts, default=None), max(lasts, default=None)
+
+
+def _pieces(
+    conn: sqlite3.Connection, run_id: str, ids: dict[str, int], a: int, b: int, level: int
+) -> tuple[np.ndarray, ...]:
+    """(series id, step, min, max, last) of the whole blocks (of `level` and finer) and
+    raw samples that make up steps a..b of a run."""
+    ranges, ends = decompose(a, b, tuple(size for size in LEVELS if size <= level))
+    groups = {blocks.group_of(n) for n in ids}
+    parts = [blocks.stats(conn, run_id, size, lo, hi, groups) for size, lo, hi in ranges]
+    found = np.concatenate(parts) if parts else np.zeros(0, blocks.BLOCK_DTYPE)
+    found = found[np.isin(found["id"], list(ids.values()))]
+    rid, rstep, rvalue = _cat([raw_samples(conn, run_id, ids, lo, hi) for lo, hi in ends])
+    # Pieces: the blocks, and each raw sample as a block of one.
+    return (
+        np.concatenate([found["id"], rid]),
+        np.concatenate([found["first_step"], rstep]),
+        np.concatenate([found["min"], rvalue]),
+        np.concatenate([found["max"], rvalue]),
+        np.concatenate([found["last"], rvalue]),
+    )
+
+
 def read_history(
     conn: sqlite3.Connection,
-    run_id: str,
+    spans: list[Span],
     names: Iterable[str] | None,
     start: int | None,
     end: int | None,
     points: int,
 ) -> dict[str, Any]:
-    """{"from", "to", "points", "series": {name: {"step", "min", "max", "last"}}}."""
-    ids = blocks.names(conn, run_id)
-    if names is not None:
-        asked = set(names)
-        ids = {n: i for n, i in ids.items() if n in asked}
-    first, last = full_range(conn, run_id)
+    """{"from", "to", "points", "series": {name: {"step", "min", "max", "last"}}} of the
+    steps each run of `spans` gives (one run: [(run_id, 0, None)]; a fork's lineage.py)."""
+    own = [blocks.names(conn, run_id) for run_id, _, _ in spans]
+    asked = None if names is None else set(names)
+    every = sorted({n for ids in own for n in ids if asked is None or n in asked})
+    index = {n: k for k, n in enumerate(every)}  # one id per name across the runs
+    first, last = _span_range(conn, spans)
     s0 = start if start is not None else (first if first is not None else 0)
     s1 = end if end is not None else max(s0, last if last is not None else s0)
     out: dict[str, Any] = {"from": s0, "to": s1, "points": points, "series": {}}
-    if not ids or s1 < s0:
+    if not every or s1 < s0:
         return out
     width, level = plan(s0, s1, points)
-    ranges, ends = decompose(s0, s1, tuple(size for size in LEVELS if size <= level))
-    groups = {blocks.group_of(n) for n in ids}
-    parts = [blocks.stats(conn, run_id, size, lo, hi, groups) for size, lo, hi in ranges]
-    found = np.concatenate(parts) if parts else np.zeros(0, blocks.BLOCK_DTYPE)
-    found = found[np.isin(found["id"], list(ids.values()))]
-    rid, rstep, rvalue = _cat([raw_samples(conn, run_id, ids, a, b) for a, b in ends])
-    # Pieces: the blocks, and each raw sample as a block of one.
-    sid = np.concatenate([found["id"], rid])
-    step = np.concatenate([found["first_step"], rstep])
-    low = np.concatenate([found["min"], rvalue])
-    high = np.concatenate([found["max"], rvalue])
-    final = np.concatenate([found["last"], rvalue])
+    pieces = []
+    for (run_id, lo, hi), ids in zip(spans, own):
+        ids = {n: i for n, i in ids.items() if n in index}
+        a, b = max(s0, lo), s1 if hi is None else min(s1, hi)
+        if a > b or not ids:
+            continue
+        sid, *rest = _pieces(conn, run_id, ids, a, b, level)
+        to_index = np.zeros(max(ids.values()) + 1, np.int64)
+        to_index[list(ids.values())] = [index[n] for n in ids]
+        pieces.append((to_index[sid.astype(np.int64)], *rest))
+    if not pieces:
+        return out
+    sid, step, low, high, final = (np.concatenate([p[k] for p in pieces]) for k in range(5))
     order = np.lexsort((step, sid))  # stable: raw samples at one step keep their order
     sid, step, low, high, final = sid[order], step[order], low[order], high[order], final[order]
     # A bucket takes the level blocks that start in it (the first: the one cut by s0), so
@@ -158,53 +205,33 @@ def read_history(
     owner = sid[starts]
     cuts = [0, *(np.flatnonzero(owner[1:] != owner[:-1]) + 1).tolist(), len(owner)]
     by_id = {int(owner[c]): (c, d) for c, d in itertools.pairwise(cuts)}
-    for name, i in ids.items():  # sorted by name
+    for name, i in index.items():  # sorted by name
         if i in by_id:
             c, d = by_id[i]
             out["series"][name] = {k: v[c:d] for k, v in columns.items()}
     return out
 
 
-def latest(conn: sqlite3.Connection, run_id: str, kind: str, at: int | None) -> dict | None:
-    """The event of this type with the greatest step <= at (ties: the latest seq); of a
-    packed row, its last event (snapshot types are never packed)."""
-    sql = "SELECT seq, type, step, t, data, n FROM events WHERE run_id = ? AND type = ?"
-    bound = () if at is None else (at,)
-    sql += "" if at is None else " AND step <= ?"
-    row = conn.execute(sql + " ORDER BY step DESC, seq DESC LIMIT 1", (run_id, kind, *bound))
-    found = row.fetchone()
-    return None if found is None else events_from_row(found)[-1]
-
-
-def read_frame(
-    conn: sqlite3.Connection, run_id: str, at: int | None, after: int | None
-) -> dict[str, Any] | None:
-    """{"step", "events"}: the frame at the greatest frame step <= at (default: the last), or
-    the smallest > after; each snapshot type's latest event at or before it, in seq order."""
-    if after is not None:
-        sql = "SELECT min(step) FROM events WHERE run_id = ? AND type = ? AND step > ?"
-        found = [conn.execute(sql, (run_id, k, after)).fetchone()[0] for k in FRAME_TYPES]
-        steps = [s for s in found if s is not None]
-        step = min(steps) if steps else None
-    else:
-        sql = "SELECT max(step) FROM events WHERE run_id = ? AND type = ?"
-        bound = () if at is None else (at,)
-        sql += "" if at is None else " AND step <= ?"
-        found = [conn.execute(sql, (run_id, k, *bound)).fetchone()[0] for k in FRAME_TYPES]
-        steps = [s for s in found if s is not None]
-        step = max(steps) if steps else None
-    if step is None:
-        return None
-    events = [e for kind in SNAPSHOT_TYPES if (e := latest(conn, run_id, kind, step))]
-    return {"step": step, "events": sorted(events, key=lambda e: e["seq"])}
-
-
 class HistoryReads:
-    """Store's history and frame reads (Store provides _locked and _tx)."""
+    """Store's history and frame reads (Store provides _locked and _tx); a fork's read
+    through its lineage (lineage.py): its parent's steps up to its fork step, then its own."""
 
     _locked: Any
     _tx: Any
     _series_ids: dict[str, dict[str, int]]
+
+    def lineage(self, run_id: str) -> list[Segment]:
+        """The run's lineage, root first: [(run id, first step, last step or None)]."""
+        check_run_id(run_id)
+        with self._locked() as conn:
+            return segments(conn, run_id)
+
+    def forks_of(self, run_id: str) -> list[str]:
+        """The ids of the runs forked from this one."""
+        check_run_id(run_id)
+        with self._locked() as conn:
+            rows = conn.execute("SELECT id FROM runs WHERE parent_id = ?", (run_id,)).fetchall()
+        return [r[0] for r in rows]
 
     def history(
         self,
@@ -216,35 +243,54 @@ class HistoryReads:
     ) -> dict[str, Any]:
         """Series over steps start..end (default: all) as at most `points` exact min/max
         buckets each; a run written before the blocks has them built first (once)."""
-        check_run_id(run_id)
-        with self._locked() as conn:
-            stale = blocks.pending(conn, run_id)
-        if stale:
-            with self._tx() as conn:
-                blocks.rebuild(conn, run_id, self._series_ids.setdefault(run_id, {}))
-                summary.fill(conn, run_id)  # its final and best figures, from the new blocks
+        for run_id_, _, _ in self.lineage(run_id) or [(run_id, 0, None)]:
+            with self._locked() as conn:
+                stale = blocks.pending(conn, run_id_)
+            if stale:
+                with self._tx() as conn:
+                    blocks.rebuild(conn, run_id_, self._series_ids.setdefault(run_id_, {}))
+                    summary.fill(conn, run_id_)  # its final and best figures, from the blocks
         with self._tx("DEFERRED") as conn:  # one snapshot for every read
-            return read_history(conn, run_id, names, start, end, int(points))
+            spans = history_spans(segments(conn, run_id)) or [(run_id, 0, None)]
+            return read_history(conn, spans, names, start, end, int(points))
 
     def metric_times(self, run_id: str) -> np.ndarray:
         """(step, t) of each metrics row, by step: when a commit's last step was done (the
         compare page's time axis interpolates between them)."""
         check_run_id(run_id)
-        sql = "SELECT step, t FROM events WHERE run_id = ? AND type = 'metrics' ORDER BY step"
+        sql = "SELECT step, t FROM events WHERE run_id = ? AND type = 'metrics' AND step >= ?"
+        rows = []
         with self._locked() as conn:
-            rows = conn.execute(sql, (run_id,)).fetchall()
-        return np.array(rows, float).reshape(-1, 2)
+            for run_id_, lo, hi in history_spans(segments(conn, run_id)):
+                bound = (run_id_, lo) if hi is None else (run_id_, lo, hi)
+                rows += conn.execute(sql + ("" if hi is None else " AND step <= ?"), bound)
+        return np.array(sorted(rows), float).reshape(-1, 2)
 
     def series_names(self, run_id: str) -> list[str]:
-        """The run's series, sorted."""
+        """The run's series (through its lineage), sorted."""
         check_run_id(run_id)
         self.history(run_id, names=())  # builds the blocks of a run from before them
         with self._locked() as conn:
-            return list(blocks.names(conn, run_id))
+            runs = [r for r, _, _ in segments(conn, run_id)]
+            return sorted({n for r in runs for n in blocks.names(conn, r)})
+
+    def latest_event(self, run_id: str, type: str, at_step: int | None = None) -> dict | None:
+        """The event of this type with the greatest step <= at_step (ties: the latest seq);
+        a snapshot type's through the lineage (a fork's checkpoints are its own).
+
+        Meant for snapshot types, which are never packed (of a packed row: its last event).
+        """
+        check_run_id(run_id)
+        at = None if at_step is None else int(at_step)
+        with self._locked() as conn:
+            if type not in SNAPSHOT_TYPES:
+                return latest(conn, run_id, type, at)
+            found = latest_in(conn, segments(conn, run_id), type, at)
+            return None if found is None else found[1]
 
     def frame(self, run_id: str, at: int | None = None, after: int | None = None) -> dict | None:
         """{"step", "events"}: every snapshot type's latest event at the frame step <= at (or
         the first > after); None when there is none. Indexed reads only."""
         check_run_id(run_id)
         with self._tx("DEFERRED") as conn:
-            return read_frame(conn, run_id, at, after)
+            return read_frame(conn, segments(conn, run_id), at, after)

@@ -19,7 +19,7 @@ ACTIVE_STATES = {"queued", "running", "paused"}
 FINAL_STATES = {"finished", "stopped", "failed"}
 RESUMABLE_STATES = {"paused", "crashed", "interrupted"}
 ERROR_STATES = {"failed", "crashed"}
-SOURCES = ("server", "cli")
+SOURCES = ("server", "cli", "external")  # external: a script logging through the ingest API
 DB_NAME = "gradscope.db"
 INTERRUPTED_MESSAGE = "the server stopped while this run was active"
 
@@ -76,6 +76,13 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE runs ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    """,
+    # Lineage: a fork (server/runs/fork.py) names the run it was forked from and the step;
+    # its history up to that step is its parent's, read through (history.py), never copied.
+    """
+    ALTER TABLE runs ADD COLUMN parent_id TEXT;
+    ALTER TABLE runs ADD COLUMN fork_step INTEGER;
+    CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id);
     """,
 ]
 # The runs columns that hold JSON (the rest are plain values).
@@ -143,6 +150,8 @@ class RunRecord:
     last_seq: int
     tags: list[str]
     summary: dict
+    parent_id: str | None = None  # the run this one was forked from (None: not a fork)
+    fork_step: int | None = None  # the parent's step it continues from
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -152,8 +161,10 @@ class RunRecord:
 COLUMNS = tuple(f.name for f in dataclass_fields(RunRecord))
 SELECT_RUN = f"SELECT {', '.join(COLUMNS)} FROM runs"
 # state goes through set_state (it writes the state event); the rest is the store's bookkeeping
-# (the summary follows the committed metrics).
-UPDATABLE = frozenset(COLUMNS) - {"id", "state", "created_at", "updated_at", "last_seq", "summary"}
+# (the summary follows the committed metrics); a run's lineage is set when it is created.
+UPDATABLE = frozenset(COLUMNS) - {
+    "id", "state", "created_at", "updated_at", "last_seq", "summary", "parent_id", "fork_step"
+}  # fmt: skip
 
 
 class StoreError(RuntimeError):

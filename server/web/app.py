@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from gradscope.server import STATIC_DIR
+from gradscope.server.runs.ingest import Ingest
 from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
 from gradscope.server.store import Store
@@ -18,13 +19,16 @@ from gradscope.server.stream.hub import Hub
 from gradscope.server.web import docs, errors, pages, security
 from gradscope.server.web.api import (
     compare,
+    datasets,
     graph,
     history,
+    ingest,
     interventions,
     landscape,
     predict,
     presets,
     runs,
+    sweeps,
     ws,
 )
 from gradscope.server.web.limits import BodyLimitMiddleware, SlidingWindow
@@ -48,11 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub = Hub(store, settings)
         app.state.settings, app.state.store = settings, store
         app.state.manager, app.state.hub = manager, hub
+        app.state.ingest = Ingest(store, settings)  # runs trained elsewhere (client.py)
         await manager.start()
         await hub.start()
+        await app.state.ingest.start()
         try:
             yield
         finally:
+            await app.state.ingest.close()
             await hub.close()
             await manager.close()
             store.close()
@@ -74,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(graph.router)
     app.include_router(landscape.router)
     app.include_router(interventions.router)
+    app.include_router(datasets.router)
+    app.include_router(sweeps.router)
+    app.include_router(ingest.router)
     app.include_router(ws.router)
     app.include_router(predict.router)
     app.include_router(pages.router)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# /api/predict takes an image of up to 1 MB and enforces that itself (server/api/predict.py).
-OWN_LIMIT_PATHS = ("/api/predict",)
+# /api/predict takes an image of up to 1 MB and enforces that itself (server/api/predict.py);
+# /api/datasets a CSV of up to GRADSCOPE_MAX_DATASET_BYTES (server/web/api/datasets.py).
+OWN_LIMIT_PATHS = ("/api/predict", "/api/datasets")
 NO_BODY_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 

@@ -10,6 +10,7 @@ from fastapi.templating import Jinja2Templates
 
 from gradscope.server import STATIC_DIR, TEMPLATES_DIR
 from gradscope.server.runs.config import PRESETS, RunConfig
+from gradscope.server.runs.sweeps import Sweeps, view
 from gradscope.server.web.api.compare import check_count
 from gradscope.server.web.api.deps import SettingsDep, StoreDep, find_run
 from gradscope.server.web.panels import PANELS
@@ -21,12 +22,21 @@ VENDOR = STATIC_DIR / "vendor"
 # options, bounds and help text come from RunConfig's JSON schema.
 FORM_FIELDS = (
     ("dataset.name", "Data set", ""),
+    ("dataset.id", "Your CSV", ""),
+    ("dataset.n", "Training points", ""),
+    ("dataset.test_n", "Test points", ""),
+    ("dataset.noise", "Noise", ""),
+    ("dataset.classes", "Classes", "set by the data"),
+    ("dataset.test_ratio", "CSV test share", ""),
+    ("dataset.features", "Input features", ""),
     ("model.hidden", "Hidden layers", "none: one linear layer"),
     ("model.activation", "Activation", ""),
     ("model.output", "Output", ""),
     ("loss", "Loss", ""),
     ("optimizer.name", "Optimizer", ""),
     ("optimizer.lr", "Learning rate", ""),
+    ("regularization.kind", "Regularization", ""),
+    ("regularization.rate", "Regularization rate", ""),
     ("batch_size", "Batch size", "full batch"),
     ("epochs", "Epochs", ""),
     ("steps", "Steps", ""),
@@ -54,6 +64,11 @@ def form_fields() -> list[dict[str, Any]]:
     for path, label, placeholder in FORM_FIELDS:
         prop = _schema_property(schema, path)
         kind = "select" if "enum" in prop else prop.get("type")
+        options = prop.get("enum", [])
+        if kind == "array" and "enum" in prop.get("items", {}):
+            kind, options = "choices", prop["items"]["enum"]  # a set of checkboxes
+        elif path == "dataset.id":
+            kind = "upload"  # a select of the uploaded sets, filled by index.js
         nullable = any(b.get("type") == "null" for b in prop.get("anyOf", ()))
         fields.append(
             {
@@ -62,7 +77,7 @@ def form_fields() -> list[dict[str, Any]]:
                 "placeholder": placeholder,
                 "help": prop.get("description", ""),
                 "kind": "number" if kind in ("integer", "number") else kind,
-                "options": prop.get("enum", []),
+                "options": options,
                 "min": prop.get("minimum", prop.get("exclusiveMinimum")),
                 # min above is inclusive: the page refuses the bound itself (lr = 0) by this.
                 "gt": prop.get("exclusiveMinimum"),
@@ -111,6 +126,18 @@ def compare(
     found = [find_run(store, run_id) for run_id in ids]  # an unknown id: the 404 page
     return templates.TemplateResponse(
         request, "compare.html", {"runs": found, "vendor": vendor_ready()}
+    )
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(
+    request: Request, sweep_id: str, store: StoreDep, settings: SettingsDep
+) -> HTMLResponse:
+    """A sweep: what it searches, its runs' states, its best run and setting, and its runs
+    compared, grouped by the swept keys (compare.js)."""
+    sweep = view(Sweeps(settings.data_dir).get(sweep_id), store)  # unknown: the 404 page
+    return templates.TemplateResponse(
+        request, "sweep.html", {"sweep": sweep, "vendor": vendor_ready()}
     )
 
 

@@ -35,6 +35,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("boundary", "Decision boundary", ("dataset", "boundary"), "boundary.js"),
     Panel("confusion", "Confusion matrix", ("confusion",), "confusion.js"),
     Panel("mnist", "MNIST", ("first_layer", "misclassified"), "mnist.js"),
+    Panel("cnn", "CNN: kernels and feature maps", ("first_layer", "feature_maps"), "cnn.js"),
     Panel("landscape", "Loss landscape", ("weights", "histograms"), "landscape.js"),
     Panel("sharpness", "Sharpness", ("weights", "histograms"), "sharpness.js"),
     Panel("graph", "Computation graph", ("graph", "graph_values"), "graph.js"),

@@ -3,7 +3,10 @@
 
 async function request(method, path, body) {
   const init = { method, headers: {} };
-  if (body !== undefined) {
+  if (body instanceof Blob) { // a file, sent as it is (an uploaded CSV)
+    init.headers["content-type"] = "text/csv";
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -50,8 +53,17 @@ export const api = {
   /** Runs' metric on one step grid, a line per run or per group (a mean with a band):
    * params {runs, metric, group, x, points, from, to} (GET /api/compare). */
   compare: (params) => request("GET", `/api/compare?${query(params)}`),
-  /** Set one weight of a paused run: {param, index, value} -> the recorded edit. */
+  /** A sweep, its runs as they are now, its best run and setting (GET /api/sweeps/{id}). */
+  sweep: (id) => request("GET", `/api/sweeps/${id}`),
+  /** Uploaded 2-D data sets (CSV): list, upload a File (its name names it), delete. */
+  datasets: () => request("GET", "/api/datasets"),
+  uploadDataset: (file) => request("POST", `/api/datasets?${query({ name: file.name })}`, file),
+  deleteDataset: (id) => request("DELETE", `/api/datasets/${id}`),
+  /** Set one weight of a paused run: {param, index, value} -> the recorded edit; or a point:
+   * {what: "point", row?, x1, x2, label}. */
   intervene: (id, body) => request("POST", `/api/runs/${id}/interventions`, body),
+  /** A new run from this one's state at `step`, with config changes: {step, config}. */
+  fork: (id, body) => request("POST", `/api/runs/${id}/fork`, body),
   /** Every edit made to a run by hand, oldest first. */
   interventions: (id) => request("GET", `/api/runs/${id}/interventions`),
   /** The loss landscape around a recorded step; `params` a query string (at, params, n). */

@@ -62,7 +62,7 @@ function writeUrl() {
   if (controls.x.value !== "step") q.set("x", controls.x.value);
   if (Number(controls.smooth.value)) q.set("smooth", controls.smooth.value);
   if (controls.log.checked) q.set("log", "1");
-  history.replaceState(null, "", `/compare?${q}`);
+  history.replaceState(null, "", `${location.pathname}?${q}`); // /compare, or a sweep's page
 }
 
 async function refresh() {

@@ -1,11 +1,14 @@
 // /draw: draw a digit (mouse, touch or pen, through pointer events) and see the model's answer.
 // Each pause in drawing (debounced) sends the canvas as a PNG to POST /api/predict; the answer
 // fills the digit, a bar per class and the 28x28 image the model saw (server/digits.py framed
-// it like MNIST). GET /api/models fills the picker: the bundled model and finished MNIST runs.
+// it like MNIST). GET /api/models fills the picker: the bundled MLP and CNN and finished MNIST
+// runs. Inside the model: each layer's activations as the server sent them (a conv or pool
+// layer's [channels, height, width] as one small map per channel).
 
 const STROKE = 22; // px on the 280 px pad: about MNIST's pen, 2-3 px on a digit 20 px tall
 const DEBOUNCE_MS = 120; // ask once the pen pauses this long...
 const MAX_WAIT_MS = 400; // ...or at least this often during a long stroke
+const MAP_PX = 42; // css px a feature map is drawn at (a 5x5 map and a 28x28 one alike)
 
 const canvas = document.getElementById("draw-canvas");
 const ctx = canvas.getContext("2d");
@@ -212,13 +215,18 @@ function layerFigure(layer) {
     });
     fig.append(list);
   } else if (layer.shape.length === 3) {
-    // Feature maps: one small image per channel.
+    // Feature maps: one small image per channel, each on its own scale (a quiet channel
+    // would be blank on the layer's).
     const [, h, w] = layer.shape;
     const maps = document.createElement("div");
     maps.className = "maps";
+    fig.dataset.maps = String(Math.ceil(layer.shown / (h * w)));
     for (let c = 0; c * h * w < layer.shown; c++) {
-      const cv = canvasOf(w, h, 1);
-      paint(cv.getContext("2d"), layer.values.slice(c * h * w, (c + 1) * h * w), w, h, scale);
+      const cv = canvasOf(w, h, MAP_PX / w); // every map as large, whatever its resolution
+      const values = layer.values.slice(c * h * w, (c + 1) * h * w);
+      const own = Math.max(1e-9, ...values.map(Math.abs));
+      paint(cv.getContext("2d"), values, w, h, own);
+      cv.title = `channel ${c}: largest |value| ${own.toFixed(2)}`;
       maps.append(cv);
     }
     fig.append(maps);
@@ -238,7 +246,7 @@ function layerFigure(layer) {
 function showLayers(layers) {
   layersBox.replaceChildren(...layers.map(layerFigure));
   insideNote.textContent = layers.length
-    ? "Each unit coloured by its activation for this drawing (blue positive, red negative), left to right from the input."
+    ? "Each unit coloured by its activation for this drawing (blue positive, red negative), left to right from the input; a conv or pool layer as one map per channel, each on its own scale."
     : "Draw a digit to see what each layer makes of it.";
 }
 
@@ -265,7 +273,7 @@ function reset() {
 // -- the model picker ---------------------------------------------------------------------
 function describe(m) {
   const parts = [];
-  if (m.sizes) parts.push(m.sizes.join("-"));
+  if (m.sizes) parts.push(`${m.net === "cnn" ? "CNN " : ""}${m.sizes.join("-")}`);
   if (m.preset) parts.push(m.preset);
   if (m.test_acc != null) parts.push(`${(m.test_acc * 100).toFixed(2)}% on the MNIST test set`);
   if (m.kind === "run") parts.push(`run ${m.id}, step ${m.step}`);

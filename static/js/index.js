@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { listStream } from "./runinfo.js";
 import { RunTable } from "./runtable.js";
+import { applyScene, sceneLink, setupHiding } from "./scene.js";
 
 const listStatus = document.getElementById("list-status");
 const form = document.getElementById("new-run");
@@ -48,8 +49,24 @@ function fill(name, config = presets[name]) {
   for (const field of form.querySelectorAll("[name]")) {
     if (field.name === "preset") continue;
     const value = get(config, field.name);
+    if (field.name === "dataset.id" && value) ensureOption(field, value);
     field.value = Array.isArray(value) ? value.join(",") : value ?? "";
   }
+  syncChoices();
+}
+
+// A list of choices (input features) is a hidden input holding "x1,x2" and its checkboxes.
+function syncChoices() {
+  for (const set of form.querySelectorAll("fieldset.choices")) {
+    const chosen = new Set(form.elements[set.dataset.for].value.split(",").filter(Boolean));
+    for (const box of set.querySelectorAll("input[type=checkbox]")) box.checked = chosen.has(box.value);
+  }
+}
+for (const set of form.querySelectorAll("fieldset.choices")) {
+  set.addEventListener("change", () => {
+    const boxes = [...set.querySelectorAll("input[type=checkbox]:checked")];
+    form.elements[set.dataset.for].value = boxes.map((b) => b.value).join(",");
+  });
 }
 
 // What an empty field means: a list, none ("Hidden layers" cleared: no hidden layer); a
@@ -62,6 +79,8 @@ function overrides() {
     let value = field.value;
     if (field.dataset.kind === "array") { // a list of numbers, typed as "16,16"
       value = value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+    } else if (field.dataset.kind === "choices") { // a list of names: "x1,x2,x1^2"
+      value = value.split(",").filter(Boolean);
     } else if (value === "") {
       if (!("nullable" in field.dataset)) continue;
       value = null;
@@ -135,11 +154,81 @@ async function cloneRun(id) {
   }
 }
 
-api.presets().then((data) => {
+// -- your own data: upload a CSV, pick it as the data set, delete it --------------------------
+const idField = form.elements["dataset.id"];
+const csvStatus = document.getElementById("csv-status");
+
+function ensureOption(select, value, text = value) {
+  if (![...select.options].some((o) => o.value === value)) select.add(new Option(text, value));
+}
+
+async function listUploads() {
+  const { datasets } = await api.datasets();
+  const list = document.getElementById("csv-list");
+  list.replaceChildren();
+  const chosen = idField.value;
+  idField.replaceChildren(new Option("none", ""));
+  for (const d of datasets) {
+    const what = d.kind === "y" ? "regression" : `${d.classes} classes`;
+    idField.add(new Option(`${d.name} (${d.rows} rows)`, d.id));
+    const li = document.createElement("li");
+    li.dataset.id = d.id;
+    li.textContent = `${d.name}: ${d.rows} rows, ${what} `;
+    const del = document.createElement("button");
+    del.type = "button";
+    del.textContent = "Delete";
+    del.addEventListener("click", async () => {
+      try {
+        await api.deleteDataset(d.id);
+        csvStatus.textContent = `deleted ${d.name}`;
+        await listUploads();
+      } catch (err) {
+        csvStatus.textContent = err.message;
+      }
+    });
+    li.append(del);
+    list.append(li);
+  }
+  if (chosen) ensureOption(idField, chosen);
+  idField.value = chosen;
+}
+
+document.getElementById("csv-upload").addEventListener("click", async () => {
+  const file = document.getElementById("csv-file").files[0];
+  if (!file) { csvStatus.textContent = "choose a CSV file first"; return; }
+  csvStatus.textContent = "uploading…";
+  try {
+    const d = await api.uploadDataset(file);
+    await listUploads();
+    form.elements["dataset.name"].value = "csv";
+    idField.value = d.id;
+    form.elements["dataset.classes"].value = d.classes ?? "";
+    csvStatus.textContent = `uploaded ${d.name}: ${d.rows} rows; it is the data set now`;
+  } catch (err) {
+    csvStatus.textContent = err.message;
+  }
+});
+
+// -- scenes: the form as a link (scene.js), and controls hidden for a lesson ------------------
+const shareLink = document.getElementById("share-link");
+setupHiding(form, document.getElementById("hide-list"));
+document.getElementById("share-make").addEventListener("click", () => {
+  shareLink.value = sceneLink(form, startPaused.checked);
+  shareLink.select();
+});
+
+api.presets().then(async (data) => {
   presets = Object.fromEntries(data.presets.map((p) => [p.name, p.config]));
+  const params = new URLSearchParams(location.search);
+  if (params.has("preset") && params.get("preset") in presets) form.preset.value = params.get("preset");
   fill(form.preset.value);
-  const cloneId = new URLSearchParams(location.search).get("clone");
-  if (cloneId) cloneRun(cloneId);
+  await listUploads().catch((err) => { csvStatus.textContent = err.message; });
+  if (applyScene(form, params, startPaused)) {
+    syncChoices();
+    formNote.textContent = "This setup came with the link: change what you like, then start.";
+  }
+  const cloneId = params.get("clone");
+  if (cloneId) await cloneRun(cloneId);
   form.dataset.ready = "true";
 });
 

@@ -8,6 +8,11 @@
 // a fast drag neither floods the server nor lets an older answer overwrite a newer one.
 // Test hooks on #timeline: data-mode ("live" | "scrubbed"), data-frame-step (the step of
 // the frame shown, "" while live).
+//
+// "Fork here" (#fork-form, POST /api/runs/{id}/fork) starts a new run from this one's state
+// at the step shown (the frame's, scrubbed; the head, live), with the learning rate typed
+// (empty: this run's), and opens it. The server says what is wrong (a step it cannot fork
+// at, a bad rate) in #fork-error. Test hook: #fork's data-step (the step, "" live).
 import { api } from "./api.js";
 
 export class Timeline {
@@ -41,7 +46,35 @@ export class Timeline {
         this.goLive();
       }
     });
+    this.forkForm = document.getElementById("fork-form");
+    this.forkButton = document.getElementById("fork");
+    this.forkForm?.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.fork();
+    });
     this.render();
+  }
+
+  /** The step a fork starts from: the frame shown (scrubbed) or the head (live). */
+  forkStep() {
+    if (this.live) return this.head;
+    return this.frameStep ?? Number(this.input.value);
+  }
+
+  async fork() {
+    const error = document.getElementById("fork-error");
+    const lr = this.forkForm.elements.lr.value.trim();
+    const body = { step: this.forkStep() };
+    if (lr !== "") body.config = { optimizer: { lr: Number(lr) } };
+    error.textContent = "";
+    this.forkButton.disabled = true;
+    try {
+      const child = await api.fork(this.runId, body);
+      location.href = `/runs/${child.id}`;
+    } catch (err) {
+      error.textContent = err.message;
+      this.forkButton.disabled = this.input.disabled;
+    }
   }
 
   /** The newest step seen: the range's end (and, live, its position). */
@@ -91,6 +124,7 @@ export class Timeline {
     this.goLive();
     this.input.disabled = true;
     this.liveButton.disabled = true;
+    if (this.forkButton) this.forkButton.disabled = true;
   }
 
   ask(want) {
@@ -131,6 +165,13 @@ export class Timeline {
     this.input.dataset.mode = this.live ? "live" : "scrubbed";
     this.input.dataset.frameStep = this.live || this.frameStep === null ? "" : this.frameStep;
     this.liveButton.disabled = this.live || this.input.disabled;
+    // Scrubbed, the button names the frame's step; live it forks at the head, which a paced
+    // run moves every step: not redrawn each time (data-step: "" live).
+    const at = this.live ? "" : String(this.forkStep());
+    if (this.forkButton && this.forkButton.dataset.step !== at) {
+      this.forkButton.dataset.step = at;
+      this.forkButton.textContent = at === "" ? "Fork here" : `Fork at step ${at}`;
+    }
     this.readout.textContent = this.live
       ? `live · step ${this.head}`
       : `step ${this.input.value}` +

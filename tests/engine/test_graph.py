@@ -236,3 +236,40 @@ def test_summaries_match_numpys(size: int) -> None:
     for key, f in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
         assert s[key] == pytest.approx(float(f(a.astype(np.float64))), rel=1e-4, abs=1e-6)
     assert ("values" in s) == (size <= 64)
+
+
+def test_conv_layers_are_grouped_with_their_norm_activation_and_pooling() -> None:
+    """A CNN's graph collapses to one box per layer: conv2d and batch_norm join their
+    parameters' layer, and pooling, dropout and flatten join the layer they read."""
+    from gradscope import engine
+    from gradscope.engine import nn
+    from gradscope.engine.nn import functional as F
+
+    engine.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3), nn.ReLU(), nn.Linear(3, 2),
+    )  # fmt: skip
+    x = engine.from_numpy(np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32))
+    x.label = "input"
+    loss = F.cross_entropy(model(x), np.array([0, 1]))
+    # As the tensor trainer groups them (server/runs/trainers/cnn.py): a BatchNorm's
+    # parameters belong to the conv layer before it.
+    groups = {p: name.split(".")[0] for name, p in model.named_parameters()}
+    groups |= {model[1].weight: "0", model[1].bias: "0"}
+    d = to_dict(loss, groups)
+    by_op = {n["op"]: n["group"] for n in d["nodes"] if n["op"]}
+    assert by_op == {
+        "conv2d": "0",
+        "batch_norm": "0",
+        "relu": "6",  # the last relu seen: the dense layer's
+        "max_pool2d": "0",
+        "dropout": "0",
+        "flatten": "0",
+        "linear": "8",  # the last linear: the output layer's
+        "cross_entropy": "loss",
+    }
+    relus = [n["group"] for n in d["nodes"] if n["op"] == "relu"]
+    assert relus == ["0", "6"]
+    assert [g["name"] for g in d["groups"]] == ["0", "6", "8", "loss"]
+    assert next(n for n in d["nodes"] if n["label"] == "input")["group"] == "0"

@@ -48,6 +48,7 @@ def test_presets_validate_and_serialise() -> None:
         "gauss",
         "mnist-mlp",
         "mnist-98",
+        "mnist-cnn",
     ]
     featured = {name for name, p in PRESETS.items() if p.featured}
     assert featured == {"napkin-average", "micrograd-classifier"}

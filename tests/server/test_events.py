@@ -32,6 +32,7 @@ RUNS = {
     "moons": ("moons", {"steps": 30, "record": {"every": 5}}),
     "histograms": ("moons", {"steps": 5, "model": {"hidden": [64, 64]}}),
     "mnist": ("mnist-mlp", {"steps": 5, "dataset": {"mnist_train_limit": 500}}),
+    "cnn": ("mnist-cnn", {"steps": 5, "dataset": {"mnist_train_limit": 500}}),
     # lr 10 on the napkin overflows a square within the steps: a failed state naming the op.
     "diverged": (
         "napkin-average",

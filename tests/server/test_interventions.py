@@ -74,6 +74,8 @@ def test_a_weight_set_by_hand_is_an_event_and_the_next_frame(server: Server) -> 
     # The export carries the edit among the run's events.
     export = server.request("GET", f"/api/runs/{rid}/export", params={"format": "csv"}).text
     assert "intervention" in export
+    # The module's server runs two at once: a paused run left behind would hold a slot.
+    assert server.request("POST", f"/api/runs/{rid}/stop").status_code == 200
 
 
 def test_bad_edits_are_refused_naming_what_to_fix(server: Server) -> None:

@@ -12,14 +12,15 @@ import pytest
 from PIL import Image
 
 from gradscope.engine.data import load_mnist
-from gradscope.engine.inference import forward
+from gradscope.engine.inference import forward, module_forward
 from gradscope.server.cli import main
 from gradscope.server.digits import preprocess as digits
-from gradscope.server.digits.models import BUNDLED_BASE, load_bundled
+from gradscope.server.digits.models import BUNDLED, BUNDLED_BASE, load_bundled
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
 from tests.server.conftest import Server, live_server
 
 DRAWN = 1000  # MNIST test digits sent through the drawing path
+CNN_DRAWN = 300  # of them, also sent to the bundled CNN (a subset: each PNG costs ~15 ms)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,19 @@ def post_png(server: Server, png: bytes, multipart: bool = False, **params: str)
         headers={"content-type": "image/png"},
         params=params,
     )
+
+
+def test_bundled_cnn_reaches_99_2_percent(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = mnist_test
+    assert BUNDLED["bundled-cnn"].with_suffix(".npz").stat().st_size < 500_000
+    model = load_bundled(BUNDLED["bundled-cnn"])
+    assert model.net is not None and not model.net.training  # eval: BatchNorm's running stats
+    assert (model.id, model.info["preset"]) == ("bundled-cnn", "mnist-cnn")
+    inputs = ((x - MNIST_MEAN) / MNIST_STD).astype(np.float32).reshape(-1, 1, 28, 28)
+    accuracy = float((module_forward(model.net, inputs).argmax(axis=1) == y).mean())
+    assert accuracy >= 0.992 and accuracy == pytest.approx(model.info["test_acc"], abs=1e-4)
+    probs = model.probabilities(x[0])
+    assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-9 and probs.argmax() == y[0]
 
 
 def test_bundled_model_reaches_98_percent(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
@@ -98,10 +112,12 @@ def test_preprocessing_restores_mnist_framing(mnist_test: tuple[np.ndarray, np.n
 def test_drawing_path_1000_pngs(
     predict_server: Server, mnist_test: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    """1,000 test digits as dark-on-light 280x280 PNGs through a live server: >= 97% right."""
+    """1,000 test digits as dark-on-light 280x280 PNGs through a live server: >= 97% right;
+    the first 300 of them also through the bundled CNN, which reads them at least as well."""
     x, y = mnist_test
     picks = np.random.default_rng(7).choice(len(x), DRAWN, replace=False)
     right = flagged = 0
+    subset = {"bundled": 0, "bundled-cnn": 0}  # right answers on the first CNN_DRAWN
     with httpx.Client(base_url=predict_server.url, timeout=60) as client:
         for n, i in enumerate(picks):
             png = canvas_png(x[i])
@@ -114,7 +130,18 @@ def test_drawing_path_1000_pngs(
             assert body["model"] == "bundled" and len(body["probabilities"]) == 10
             right += body["digit"] == y[i]
             flagged += body["typical"]["unlike_digits"]
+            if n < CNN_DRAWN:
+                subset["bundled"] += body["digit"] == y[i]
+                cnn = client.post(
+                    "/api/predict",
+                    content=png,
+                    headers={"content-type": "image/png"},
+                    params={"model": "bundled-cnn"},
+                )
+                assert cnn.status_code == 200 and cnn.json()["model"] == "bundled-cnn", cnn.text
+                subset["bundled-cnn"] += cnn.json()["digit"] == y[i]
     assert right / DRAWN >= 0.97, right / DRAWN
+    assert subset["bundled-cnn"] >= subset["bundled"], subset
     # Calibrated to flag 1% of the test set: redrawn digits are flagged little more often.
     assert flagged / DRAWN <= 0.03, flagged / DRAWN
 
@@ -173,6 +200,7 @@ def test_finished_runs_can_be_picked(
     )
     listed = predict_server.request("GET", "/api/models").json()["models"]
     assert listed[0]["id"] == "bundled" and listed[0]["test_acc"] >= 0.98
+    assert listed[1]["id"] == "bundled-cnn" and listed[1]["test_acc"] >= 0.992
     assert run_id in {m["id"] for m in listed if m["kind"] == "run"}
     r = post_png(predict_server, png, model=run_id)
     assert r.status_code == 200, r.text

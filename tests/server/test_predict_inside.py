@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from gradscope.server.digits import preprocess as digits
 from gradscope.server.digits import typical
-from gradscope.server.digits.models import load_bundled
+from gradscope.server.digits.models import BUNDLED, load_bundled
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD
 from tests.server.conftest import InProcess, in_process
 from tests.server.test_predict import canvas_png, mnist_test  # noqa: F401 (a fixture)
@@ -120,4 +120,33 @@ def test_activations_are_the_models_own_layers(
     logits = np.array(body["logits"])
     assert np.allclose(logits, h[0], atol=2e-3)
     p = np.exp(logits - logits.max())
+    assert np.allclose(p / p.sum(), body["probabilities"], atol=1e-6)
+
+
+def test_a_cnns_activations_are_maps_within_the_limit(
+    app: InProcess,
+    mnist_test: tuple[np.ndarray, np.ndarray],  # noqa: F811
+) -> None:
+    """The bundled CNN: every conv and pool layer as [channels, height, width], the values
+    stopping at the app's GRADSCOPE_MAX_ACTIVATION_VALUES (600, inside the first layer)."""
+    x, _ = mnist_test
+    png = canvas_png(x[0])
+    body = predict(app, png, activations="1", model="bundled-cnn")
+    assert body["model"] == "bundled-cnn"
+    layers = body["layers"]
+    assert [(layer["name"], layer["shape"]) for layer in layers] == [
+        ("conv 1 (relu)", [8, 28, 28]),
+        ("pool 1", [8, 14, 14]),
+        ("conv 2 (relu)", [16, 10, 10]),
+        ("pool 2", [16, 5, 5]),
+        ("hidden 1 (relu)", [128]),
+        ("logits", [10]),
+    ]
+    assert [layer["shown"] for layer in layers] == [600, 0, 0, 0, 0, 0]
+    # The values are the engine model's own (eval mode), channel by channel, row-major.
+    model = load_bundled(BUNDLED["bundled-cnn"])
+    inside = dict(model.inside(digits.preprocess(digits.decode_image(png))))
+    assert np.allclose(layers[0]["values"], inside["conv 1 (relu)"].ravel()[:600], atol=2e-3)
+    assert np.allclose(body["logits"], inside["logits"], atol=1e-4)
+    p = np.exp(inside["logits"] - inside["logits"].max())
     assert np.allclose(p / p.sum(), body["probabilities"], atol=1e-6)

@@ -120,7 +120,7 @@ def test_a_version_1_database_is_migrated_and_its_events_still_read(tmp_path: Pa
     finally:
         store.close()
     conn = sqlite3.connect(tmp_path / "gradscope.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
     conn.close()
 
 

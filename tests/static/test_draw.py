@@ -130,7 +130,7 @@ def test_pick_a_finished_run(dashboard: Server, page: Any) -> None:
     page.goto(dashboard.url + "/draw")
     page.wait_for_selector("#model-picker[data-loaded=true]")
     options = page.locator("#model-picker option").evaluate_all("l => l.map(o => o.value)")
-    assert options == ["bundled", run["id"]]
+    assert options == ["bundled", "bundled-cnn", run["id"]]
     page.select_option("#model-picker", run["id"])
     assert page.url.endswith(f"/draw?model={run['id']}")
     draw(page, DIGITS["1"])
@@ -141,3 +141,32 @@ def test_pick_a_finished_run(dashboard: Server, page: Any) -> None:
     page.reload()
     page.wait_for_selector("#model-picker[data-loaded=true]")
     assert page.locator("#model-picker").input_value() == run["id"]
+
+
+CNN_LAYERS = ["conv 1 (relu)", "pool 1", "conv 2 (relu)", "pool 2", "hidden 1 (relu)", "logits"]
+
+
+def test_the_cnn_shows_its_feature_maps(dashboard: Server, page: Any) -> None:
+    """Pick the bundled CNN: it reads the digits, and each conv and pool layer is drawn as
+    one map per channel, as the server sent them."""
+    page.goto(dashboard.url + "/draw")
+    page.wait_for_selector("#model-picker[data-loaded=true]")
+    page.select_option("#model-picker", "bundled-cnn")
+    assert page.url.endswith("/draw?model=bundled-cnn")
+    assert "CNN 784-8-8-16-16-128-10" in page.locator("#model-info").inner_text()
+    for digit in ("1", "7"):
+        page.click("#draw-clear")
+        draw(page, DIGITS[digit])
+        assert wait_answer(page) == digit
+        assert page.locator("#prediction").get_attribute("data-model") == "bundled-cnn"
+        assert layers_drawn(page) == CNN_LAYERS
+    maps = page.locator("#layers figure").evaluate_all(
+        "l => l.map(f => [f.dataset.layer, f.querySelectorAll('.maps canvas').length])"
+    )
+    assert maps == [[n, c] for n, c in zip(CNN_LAYERS, [8, 8, 16, 16, 0, 0], strict=True)]
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 1100})
+        page.wait_for_timeout(300)  # the bars' short transition
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"test_draw-cnn-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -67,7 +67,7 @@ def test_the_doc_lists_no_panel_the_registry_lacks() -> None:
 def test_the_run_page_renders_the_registry() -> None:
     run = SimpleNamespace(
         id="r1", name="run", preset="moons", state="running", step=0, total_steps=10,
-        config=SimpleNamespace(engine="tensor"),
+        config={"engine": "tensor", "optimizer": {"lr": 0.01}},
     )  # fmt: skip
     html = templates.get_template("run.html").render(run=run, panels=PANELS, vendor=True)
     parser = _Sections()

@@ -27,10 +27,12 @@ def build_trainer(
     mnist_dir: Path | None = None,
     mirrors: Sequence[str] = MIRRORS,
     progress: Progress | None = None,
+    data_dir: Path | None = None,
 ) -> Trainer:
     """A ready trainer at step 0 (MNIST from mnist_dir, else engine.data's default place;
-    missing files are fetched from `mirrors`, with `progress` told how far each got)."""
+    missing files are fetched from `mirrors`, with `progress` told how far each got; an
+    uploaded set from data_dir)."""
     # The scalar engine computes in Python floats: keep its data in float64, exact.
     dtype = np.float64 if config.engine == "scalar" else np.float32
-    data = load_run_data(config, mnist_dir, dtype, mirrors, progress)
+    data = load_run_data(config, mnist_dir, dtype, mirrors, progress, data_dir)
     return ScalarTrainer(config, data) if config.engine == "scalar" else TensorTrainer(config, data)

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from gradscope.engine.health import update_ratio
-from gradscope.engine.inference import Layer, class1_probability, forward, loss_value, predict
+from gradscope.engine.inference import (
+    Layer,
+    class1_probability,
+    forward,
+    loss_value,
+    predict,
+    softmax_rows,
+)
 from gradscope.engine.jsonsafe import json_float, json_floats
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import MNIST_MEAN, MNIST_STD, RunData
@@ -78,7 +85,10 @@ class Trainer:
         self._ended_epoch = False
         self._correct = self._seen = 0  # running train accuracy over the epoch so far
         self._hist = Histograms(seed=config.seed)
-        self._bounds = bounds_of(data.x_train) if data.is_2d else None
+        self._bounds = bounds_of(data.points_train) if data.points_train is not None else None
+        # Points added or dragged by hand, (row or None, x1, x2, label or target) in order:
+        # the checkpoint keeps them, so a resumed run trains on the edited set.
+        self._point_edits: list[list[float | None]] = []
         self._grid: np.ndarray | None = None
         self._neuron_grid: np.ndarray | None = None
         self._images = config.dataset.name == "mnist"
@@ -143,6 +153,10 @@ class Trainer:
         """The network as numpy (weight, bias, activation) triples, for evaluation."""
         raise NotImplementedError
 
+    def _outputs(self, x: np.ndarray) -> np.ndarray:
+        """The network's outputs for x without a graph (test passes)."""
+        return forward(self._layers(), x)
+
     def _params(self) -> dict[str, np.ndarray]:
         """Every parameter by name, for the weights and histograms events."""
         raise NotImplementedError
@@ -173,6 +187,47 @@ class Trainer:
         self._write_param(param, tuple(index), value)
         return old
 
+    def edit_point(
+        self, row: int | None, x1: float, x2: float, value: float
+    ) -> tuple[int, list[float] | None, float]:
+        """Add a training point (row None) or move row `row` there, with this label (or target
+        value); (its row, its place before a move, its label before). ValueError, naming what
+        is wrong, for a set without points, a row out of range or a label not of the set."""
+        d = self.data
+        if d.points_train is None:
+            raise ValueError("what: points are edited on 2-D data sets only")
+        if row is not None and not 0 <= row < d.n_train:
+            raise ValueError(f"row: {row} is not a training row (0 to {d.n_train - 1})")
+        if d.classes is not None and value not in range(len(d.classes)):
+            raise ValueError(f"label: {value:g} is not a class (0 to {len(d.classes) - 1})")
+        before = None if row is None else [float(v) for v in d.points_train[row]]
+        labels = d.y_train if d.y_train is not None else d.t_train.reshape(d.n_train, -1)[:, 0]
+        old = float(value) if row is None else float(labels[row])
+        at = d.add_point(row, x1, x2, value)
+        self._point_edits.append([row, x1, x2, value])
+        self._points_changed()
+        return at, before, old
+
+    def _points_changed(self) -> None:
+        """The training set changed by hand (engine-specific copies of it follow)."""
+
+    def _penalty_weights(self) -> list[Any]:
+        """The weights regularization penalizes (engine objects: Values or Tensors)."""
+        raise NotImplementedError
+
+    def _penalty(self) -> Any:
+        """rate * sum |w| (l1) or rate * sum w^2 (l2) over the weights, as a graph node of
+        the engine (None without regularization): the trainers add it to the loss."""
+        reg = self.config.regularization
+        if reg.kind == "none":
+            return None
+        total = None
+        for w in self._penalty_weights():
+            term = (w.relu() + (-w).relu()) if reg.kind == "l1" else w * w
+            term = term.sum() if hasattr(term, "sum") else term
+            total = term if total is None else total + term
+        return None if total is None else total * reg.rate
+
     def _snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the weights by parameter group, before a watched update."""
         raise NotImplementedError
@@ -198,13 +253,20 @@ class Trainer:
         self._seen = int(meta.get("train_seen", 0))
         self._ended_epoch = False
         self._before, self._before_step = None, -1
+        edits = meta.get("points") or []
+        if edits and not self._point_edits:  # the set as generated: replay the hand edits
+            for row, x1, x2, value in edits:
+                self.data.add_point(None if row is None else int(row), x1, x2, value)
+            self._point_edits = [list(e) for e in edits]
+            self._points_changed()
 
-    def _meta(self) -> dict[str, int]:
+    def _meta(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "epoch": self.epoch,
             "train_correct": self._correct,
             "train_seen": self._seen,
+            "points": self._point_edits,
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -217,15 +279,30 @@ class Trainer:
 
     def start_events(self) -> list[NewEvent]:
         """Once at the start: the 2-D data set's points, and the computation graph."""
-        events = []
-        if self._bounds is not None and self.data.y_train is not None:
-            x, y = self.data.x_train[:MAX_POINTS], self.data.y_train[:MAX_POINTS]
-            points = np.concatenate([np.round(x.astype(np.float64), 5), y[:, None]], axis=1)
-            rows = [[a, b, int(c)] for a, b, c in points.tolist()]
-            data = DatasetData(points=rows, bounds=self._bounds)
-            events.append(new_event("dataset", self.step, data))
+        events = [] if self._bounds is None else [self.dataset_event()]
         events.append(new_event("graph", self.step, self._graph()))
         return events
+
+    def dataset_event(self) -> NewEvent:
+        """The 2-D set's points (training and test) now: at the start, and after an edit."""
+        assert self._bounds is not None, "only 2-D data sets have points"
+        d = self.data
+
+        def rows(points: np.ndarray | None, y: np.ndarray | None, t: np.ndarray) -> list:
+            assert points is not None
+            label = y if y is not None else t.reshape(len(t), -1)[:, 0]
+            xy = np.round(points[:MAX_POINTS].astype(np.float64), 5).tolist()
+            values = label[:MAX_POINTS].tolist()
+            cast = int if y is not None else (lambda v: round(float(v), 5))
+            return [[a, b, cast(v)] for (a, b), v in zip(xy, values)]
+
+        data = DatasetData(
+            points=rows(d.points_train, d.y_train, d.t_train),
+            bounds=self._bounds,
+            test=rows(d.points_test, d.y_test, d.t_test),
+            classes=None if d.classes is None else len(d.classes),
+        )
+        return new_event("dataset", self.step, data)
 
     def record_events(self) -> list[NewEvent]:
         """The every-k-steps snapshot: weights or histograms, health, graph values, boundary."""
@@ -246,8 +323,7 @@ class Trainer:
         if self._bounds is not None:
             events.append(new_event("boundary", self.step, self.boundary()))
             if self._neuron_grid is None:
-                grid = grid_points(self._bounds, NEURON_GRID)
-                self._neuron_grid = grid.astype(self.data.x_train.dtype)
+                self._neuron_grid = self.data.featurize(grid_points(self._bounds, NEURON_GRID))
             maps = neuron_layers(self._layers(), self._neuron_grid)
             neurons = NeuronsData(grid=NEURON_GRID, bounds=self._bounds, layers=maps)
             events.append(new_event("neurons", self.step, neurons))
@@ -273,18 +349,38 @@ class Trainer:
         return x * MNIST_STD + MNIST_MEAN if self.config.dataset.standardize else x
 
     def boundary(self) -> BoundaryData:
-        """P(class 1) over a grid covering the 2-D data (row-major, y outer)."""
+        """P(class 1) over a grid covering the 2-D data (row-major, y outer); with more
+        classes the likeliest one and its probability; for a regression the prediction."""
         assert self._bounds is not None, "only 2-D data sets have a decision boundary"
-        n = self.config.record.boundary_grid
+        n, d = self.config.record.boundary_grid, self.data
         if self._grid is None:
-            self._grid = grid_points(self._bounds, n).astype(self.data.x_train.dtype)
-        p = class1_probability(forward(self._layers(), self._grid), self.data.target)
+            self._grid = d.featurize(grid_points(self._bounds, n))
+        out = forward(self._layers(), self._grid)
+        if d.target == "value":
+            t = d.t_train.astype(np.float64)
+            span = [round(float(t.min()), 5), round(float(t.max()), 5)]
+            values = json_floats(out[:, 0], 4)
+            return BoundaryData(
+                grid=n, bounds=self._bounds, values=values, kind="value", range=span
+            )
+        if d.classes is not None and len(d.classes) > 2:
+            # Softmax for logits; mse's one-hot outputs read as they are, clipped to [0, 1].
+            p = softmax_rows(out) if d.target == "index" else np.clip(out, 0.0, 1.0)
+            best = p.argmax(axis=1)
+            return BoundaryData(
+                grid=n,
+                bounds=self._bounds,
+                values=json_floats(p[np.arange(len(p)), best], 4),
+                kind="classes",
+                classes=best.tolist(),
+            )
+        p = class1_probability(out, d.target)
         return BoundaryData(grid=n, bounds=self._bounds, values=json_floats(p, 4))
 
     def evaluate(self) -> dict[str, Any]:
         """Test loss (and accuracy, predictions) under the current weights."""
         d = self.data
-        out = forward(self._layers(), d.x_test)
+        out = self._outputs(d.x_test)
         result: dict[str, Any] = {
             "test_loss": loss_value(out, d.t_test, self.config.loss, self.config.reduction)
         }

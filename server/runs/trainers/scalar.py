@@ -131,6 +131,15 @@ class ScalarTrainer(Trainer):
     def structure(self) -> dict[str, ParamStructure]:
         return self._structure
 
+    def _penalty_weights(self) -> list[Value]:
+        return [w for k, vs in self._groups.items() if k.endswith("weight") for w in vs]
+
+    def _points_changed(self) -> None:
+        d = self.data
+        self._xs = d.x_train.tolist()
+        self._ts = d.t_train.reshape(d.n_train, -1)[:, 0].tolist()
+        self._last_loss, self._scope = None, None
+
     # -- the step -------------------------------------------------------------------------
 
     def _loss_on(self, rows: Sequence[int]) -> tuple[list[Value], Value]:
@@ -145,6 +154,9 @@ class ScalarTrainer(Trainer):
         else:
             total = sum((o - ts[i]) ** 2 for i, o in zip(rows, outs))
         loss = total * (1.0 / len(rows)) if self.config.reduction == "mean" else total
+        penalty = self._penalty()
+        if penalty is not None:  # regularization: part of the loss the step descends
+            loss = loss + penalty
         loss.label = "loss"
         return outs, loss
 

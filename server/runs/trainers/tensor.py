@@ -1,4 +1,5 @@
-"""Training on the tensor engine: engine.nn's MLP, engine.optim, engine.nn.functional."""
+"""Training on the tensor engine: engine.nn's MLP or CNN (cnn.py), engine.optim,
+engine.nn.functional."""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from gradscope import engine
 from gradscope.engine import AnomalyError, Tensor, checkpoint, health, nn, optim
 from gradscope.engine.autograd import topological_order
 from gradscope.engine.graph import summarize, to_dict, to_dot
-from gradscope.engine.inference import Layer, mlp_layers
+from gradscope.engine.inference import Layer, mlp_layers, module_forward
 from gradscope.engine.jsonsafe import json_float
 from gradscope.server.runs.config import RunConfig
 from gradscope.server.runs.data import RunData
-from gradscope.server.runs.events import GraphData, GraphValuesData, HealthData, ParamStructure
+from gradscope.server.runs.events import (
+    FirstLayerData,
+    GraphData,
+    GraphValuesData,
+    HealthData,
+    NewEvent,
+    ParamStructure,
+    new_event,
+)
+from gradscope.server.runs.trainers import cnn
 from gradscope.server.runs.trainers.base import Trainer, TrainingDiverged
 
 LOSSES = {
@@ -42,36 +52,18 @@ def make_optimizer(config: RunConfig, params: list[nn.Parameter]) -> optim.Optim
     return cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def _structure(model: nn.MLP) -> tuple[dict[str, ParamStructure], dict[Tensor, str]]:
-    """Each parameter's place (by name) and its layer in the graph (by node), from the
-    model's modules: the weight layers are its Linear modules, in order."""
-    structure: dict[str, ParamStructure] = {}
-    groups: dict[Tensor, str] = {}
-    layer = 0
-    for name, module in model.children():
-        if not isinstance(module, nn.Linear):
-            continue
-        for pname, p in module.named_parameters(f"{name}."):
-            kind = "weight" if p is module.weight else "bias"
-            structure[pname] = ParamStructure(layer=layer, unit=None, input=None, kind=kind)
-            groups[p] = name
-        layer += 1
-    return structure, groups
-
-
 class TensorTrainer(Trainer):
-    """An nn.MLP trained on numpy batches."""
+    """An nn.MLP (or a CNN) trained on numpy batches."""
 
     def __init__(self, config: RunConfig, data: RunData) -> None:
         super().__init__(config, data)
-        m = config.model
         engine.manual_seed(config.seed)
-        self.model = nn.MLP(
-            config.layer_sizes(), activation=m.activation, output_activation=m.output, bias=m.bias
-        )
+        self.model = cnn.build_model(config)
+        self._cnn = config.model.kind == "cnn"  # reads (N, 1, 28, 28) images
         self.optimizer = make_optimizer(config, self.model.parameters())
+        self._schedule = cnn.schedule(config, self.optimizer)
         self._named = list(self.model.named_parameters())
-        self._structure, self._param_groups = _structure(self.model)
+        self._structure, self._param_groups = cnn.structure(self.model)
         self._loss_fn = partial(LOSSES[config.loss], reduction=config.reduction)
         # The last step's loss, holding its graph (and the ReLU outputs health reads) until
         # the next step starts; released first thing there, so memory is reused.
@@ -82,10 +74,15 @@ class TensorTrainer(Trainer):
         return (d.x_train, d.t_train) if idx is None else (d.x_train[idx], d.t_train[idx])
 
     def _forward(self, x: np.ndarray, t: np.ndarray) -> tuple[Tensor, Tensor]:
+        if self._cnn:
+            x = x.reshape(-1, *cnn.IMAGE_SHAPE)
         inp = engine.from_numpy(x)  # the batch is ours and only read: share it, as torch does
         inp.label = "input"
         out = self.model(inp)
         loss = self._loss_fn(out, t)
+        penalty = self._penalty()
+        if penalty is not None:  # regularization: part of the loss the step descends
+            loss = loss + penalty
         loss.label = "loss"
         return out, loss
 
@@ -104,6 +101,8 @@ class TensorTrainer(Trainer):
                 # One sum per parameter: NaN/Inf anywhere makes it non-finite (no mask).
                 if p.grad is not None and not math.isfinite(np.add.reduce(p.grad, axis=None)):
                     self._diverged(x, t, f"the gradient of {name} holds NaN or Inf")
+            if self._schedule is not None:  # from the step alone: a resumed run agrees
+                self.optimizer.lr = self._schedule.lr_at(self.step)
             self.optimizer.step()
         self._last_loss = loss
         return value, out.data
@@ -144,8 +143,31 @@ class TensorTrainer(Trainer):
     def structure(self) -> dict[str, ParamStructure]:
         return self._structure
 
+    def _penalty_weights(self) -> list[Tensor]:
+        return [p for name, p in self._named if name.endswith("weight")]
+
+    def _points_changed(self) -> None:
+        self._last_loss = None  # its graph was built on the old set
+
     def _layers(self) -> list[Layer]:
         return mlp_layers(self.model)
+
+    def _outputs(self, x: np.ndarray) -> np.ndarray:
+        if not self._cnn:
+            return super()._outputs(x)
+        return module_forward(self.model, x.reshape(-1, *cnn.IMAGE_SHAPE))
+
+    def first_layer(self) -> FirstLayerData:
+        return cnn.kernel_images(self.model) if self._cnn else super().first_layer()
+
+    def record_events(self) -> list[NewEvent]:
+        events = super().record_events()
+        if self._cnn:  # one fixed test digit through the layers, every frame
+            row, d = cnn.FEATURE_DIGIT, self.data
+            label = int(d.y_test[row]) if d.y_test is not None else -1
+            maps = cnn.feature_maps(self.model, d.x_test[row], row, label, self.test_image(row))
+            events.append(new_event("feature_maps", self.step, maps))
+        return events
 
     def _params(self) -> dict[str, np.ndarray]:
         return {name: p.data for name, p in self._named}

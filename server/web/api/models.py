@@ -7,21 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from gradscope.server.runs.config import PRESETS, RunConfig, Text
+from gradscope.server.runs.events import SNAPSHOT_TYPES
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # an enum in the schema
 
-SnapshotKind = Literal[
-    "weights",
-    "histograms",
-    "health",
-    "graph",
-    "graph_values",
-    "boundary",
-    "confusion",
-    "dataset",
-    "first_layer",
-    "misclassified",
-]
+SnapshotKind = Literal[SNAPSHOT_TYPES]  # type: ignore[valid-type]  # events.py's, an enum
 
 
 class RunCreate(BaseModel):
@@ -90,6 +80,34 @@ class Run(BaseModel):
     tags: list[str] = Field(description="labels to filter and group runs by")
     summary: dict[str, MetricSummary] = Field(
         description="final and best train_loss, test_loss, train_acc, test_acc (those recorded)"
+    )
+    parent_id: str | None = Field(
+        None, description="a fork's parent: the run it continues (null: not a fork)"
+    )
+    fork_step: int | None = Field(
+        None, description="a fork's step: its history up to here is its parent's"
+    )
+
+
+class ForkRequest(BaseModel):
+    """Start a run from another's state at one of its steps, with changes (a what-if)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(
+        ge=0,
+        le=2**63 - 1,
+        strict=True,
+        description="the parent's step to continue from: any step it has recorded (0 to its "
+        "step), a frame step or not",
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="changes to the parent's config, merged into it: optimizer.lr, momentum, "
+        "nesterov, weight_decay, betas; steps or epochs; pace; start_paused; record.*; name. "
+        "The model, data, batch size, seed, engine and loss stay the parent's",
+    )
+    name: Text | None = Field(
+        None, description="the fork's name (default: the parent's, with the step)", max_length=200
     )
 
 

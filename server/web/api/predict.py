@@ -40,7 +40,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (404, 409, 413, 415, 422, 429, 503)
 }
 MODEL_QUERY = Query(
-    max_length=64, description="'bundled' (the default) or the id of a finished MNIST run"
+    max_length=64,
+    description="'bundled' (the default, an MLP), 'bundled-cnn' (a CNN) or the id of a "
+    "finished MNIST run",
 )
 
 
@@ -61,7 +63,9 @@ class PixelsRequest(BaseModel):
         "(either polarity: a light background is inverted)",
     )
     model: str | None = Field(
-        None, max_length=64, description="'bundled' (default) or a finished MNIST run's id"
+        None,
+        max_length=64,
+        description="'bundled' (default), 'bundled-cnn' or a finished MNIST run's id",
     )
     preprocess: bool = Field(
         True,
@@ -85,8 +89,11 @@ class Typical(BaseModel):
 class LayerMap(BaseModel):
     """One layer's activations for the drawing (`activations=1`)."""
 
-    name: str = Field(description="e.g. 'hidden 1 (relu)', 'logits'")
-    shape: list[int] = Field(description="the layer's output shape for one digit")
+    name: str = Field(description="e.g. 'conv 1 (relu)', 'pool 1', 'hidden 1 (relu)', 'logits'")
+    shape: list[int] = Field(
+        description="the layer's output shape for one digit: [units] for a dense layer, "
+        "[channels, height, width] for a conv or pool layer (channel by channel, row-major)"
+    )
     shown: int = Field(
         description="how many values follow (fewer than the shape holds past "
         "GRADSCOPE_MAX_ACTIVATION_VALUES in all)"
@@ -114,12 +121,15 @@ class Prediction(BaseModel):
 class ModelInfo(BaseModel):
     """A model the picker offers."""
 
-    id: str = Field(description="'bundled' or a run id: pass it as `model`")
+    id: str = Field(description="'bundled', 'bundled-cnn' or a run id: pass it as `model`")
     name: str
     kind: str = Field(description="bundled (ships with Gradscope) or run (a finished MNIST run)")
+    net: str = Field("mlp", description="mlp (dense layers) or cnn (conv layers first)")
     preset: str | None = None
     step: int | None = None
-    sizes: list[int] | None = Field(None, description="layer widths, 784 ... 10")
+    sizes: list[int] | None = Field(
+        None, description="layer widths, 784 ... 10 (a conv or pool layer's: its channels)"
+    )
     test_acc: float | None = Field(None, description="MNIST test accuracy, when known")
 
 
@@ -182,10 +192,10 @@ def _turns(request: Request, settings: Settings) -> Predictions:
     return state.predictions
 
 
-def _cache(request: Request) -> ModelCache:
+def _cache(request: Request, settings: Settings) -> ModelCache:
     state = request.app.state
     if getattr(state, "digit_models", None) is None:
-        state.digit_models = ModelCache()
+        state.digit_models = ModelCache(max_parameters=settings.max_parameters)
     return state.digit_models
 
 
@@ -341,14 +351,14 @@ async def predict(
                 'multipart/form-data with a `file` field, or application/json {"pixels": ...}',
             )
         result, pre_ms, fwd_ms = await run_in_threadpool(
-            _predict, _cache(request), store, model, image, req, settings, activations
+            _predict, _cache(request, settings), store, model, image, req, settings, activations
         )
     response.headers["Server-Timing"] = f"preprocess;dur={pre_ms:.3f}, forward;dur={fwd_ms:.3f}"
     return result
 
 
 @router.get("/models", response_model=ModelList, responses={503: {"model": Problem}})
-async def list_models(request: Request, store: StoreDep) -> ModelList:
-    """The models /draw can use: the bundled one, then each finished MNIST run."""
-    models = await run_in_threadpool(_cache(request).listing, store)
+async def list_models(request: Request, store: StoreDep, settings: SettingsDep) -> ModelList:
+    """The models /draw can use: the bundled MLP and CNN, then each finished MNIST run."""
+    models = await run_in_threadpool(_cache(request, settings).listing, store)
     return ModelList(models=[ModelInfo(**m) for m in models])

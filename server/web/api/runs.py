@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 
 from gradscope.server.errors import NotFound
+from gradscope.server.runs.fork import BadFork, fork_config
 from gradscope.server.runs.manager import RunError, UnknownRun
 from gradscope.server.store import RunRecord
 from gradscope.server.store.export import iter_csv, iter_json, metrics_series
@@ -20,6 +21,7 @@ from gradscope.server.web.api.deps import (
     StoreDep,
 )
 from gradscope.server.web.api.models import (
+    ForkRequest,
     Metrics,
     Problem,
     Run,
@@ -30,7 +32,7 @@ from gradscope.server.web.api.models import (
     SnapshotKind,
     StepRequest,
 )
-from gradscope.server.web.limits import retry_after
+from gradscope.server.web.limits import SlidingWindow, retry_after
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 # Each status comes from the error's type, mapped in one place (server/web/errors.py);
@@ -80,6 +82,16 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
     Retry-After) or GRADSCOPE_MAX_QUEUE runs are already waiting.
     """
     config = manager.resolve(body.preset, body.config)  # a ConfigError is a 422
+    _take_slot(rate)
+    try:
+        return _run(await manager.create(config, body.preset, body.name))
+    except RunError:
+        rate.release()  # no run was created
+        raise
+
+
+def _take_slot(rate: SlidingWindow) -> None:
+    """Count a run against GRADSCOPE_MAX_RUNS_PER_MINUTE, or answer 429."""
     wait = rate.acquire()
     if wait is not None:
         raise HTTPException(
@@ -88,8 +100,26 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
             f"(GRADSCOPE_MAX_RUNS_PER_MINUTE); try again in {retry_after(wait)} s",
             headers={"Retry-After": retry_after(wait)},
         )
+
+
+@router.post("/{run_id}/fork", status_code=201, response_model=Run, responses=CREATE_ERRORS)
+async def fork_run(run: RunDep, body: ForkRequest, manager: ManagerDep, rate: RunRateDep) -> Run:
+    """Start a run (a fork) from this run's state at `step`, with `config` changes to its
+    optimizer, length, pace or recording: with none it continues bit for bit as this run did.
+
+    Its history up to `step` is this run's (read through, not copied): GET /history, /frame
+    and the websocket's hello of the fork show it. 422 naming `step` for a step this run has
+    not recorded, or `config.<field>` for an unknown field or one a fork cannot change (the
+    model, data, batch size, seed, engine, loss); 429 as for POST /api/runs.
+    """
     try:
-        return _run(await manager.create(config, body.preset, body.name))
+        config = fork_config(run, body.step, body.config or {}, manager.resolve)
+    except BadFork as e:
+        raise invalid_body(e.field, e.message) from None
+    name = body.name or (body.config or {}).get("name") or f"{run.name} · fork@{body.step}"
+    _take_slot(rate)
+    try:
+        return _run(await manager.create(config, run.preset, name, fork=(run.id, body.step)))
     except RunError:
         rate.release()  # no run was created
         raise
