@@ -1,4 +1,5 @@
-"""Every event a run records, and every websocket message, declared once as code.
+"""Every event a run records, declared once as code (the websocket messages that carry them
+are in messages.py, the pieces their data is made of in event_parts.py).
 
 Each event's `data` is a TypedDict: building one is building a plain dict (the training
 loop pays nothing for it), a type checker checks the fields, and pydantic validates it
@@ -12,11 +13,23 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal, NotRequired, get_args
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-# Non-finite floats travel as these strings (engine.jsonsafe.json_float).
-JsonFloat = float | Literal["nan", "inf", "-inf"]
+# The parts (event_parts.py); JsonFloat, STRICT and ParamStructure are imported from here too.
+from gradscope.server.runs.event_parts import STRICT as STRICT
+from gradscope.server.runs.event_parts import (
+    FeatureLayer,
+    GraphGroup,
+    GraphNode,
+    HistogramLayer,
+    MisclassifiedItem,
+    NeuronLayer,
+    NodeValue,
+)
+from gradscope.server.runs.event_parts import JsonFloat as JsonFloat
+from gradscope.server.runs.event_parts import ParamStructure as ParamStructure
+
 RunState = Literal[
     "queued", "running", "paused", "finished", "stopped", "failed", "crashed", "interrupted"
 ]
@@ -50,8 +63,6 @@ FRAME_TYPES: tuple[str, ...] = (
 # A per-step metrics event as the loop buffers it, (step, t, epoch, train_loss): the one
 # event every step makes stays a tuple until the store encodes it (see StepMetrics).
 StepLoss = tuple[int, float, int, float]
-
-STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 # -- event data, one TypedDict per type -----------------------------------------------------
@@ -96,45 +107,6 @@ class DatasetData(TypedDict):
 
 
 @with_config(STRICT)
-class Summary(TypedDict):
-    """A tensor's mean, std, min, max, and its values when it has at most 64."""
-
-    mean: JsonFloat | None
-    std: JsonFloat | None
-    min: JsonFloat | None
-    max: JsonFloat | None
-    values: NotRequired[list[JsonFloat]]
-
-
-NodeValue = JsonFloat | Summary | None
-
-
-@with_config(STRICT)
-class GraphNode(TypedDict):
-    """A node of the graph: scalar nodes carry floats, tensor nodes summaries and a shape."""
-
-    id: int
-    label: str
-    op: str
-    group: str
-    record: str
-    data: NodeValue
-    grad: NodeValue
-    shape: NotRequired[list[int]]
-    dtype: NotRequired[str]
-    requires_grad: NotRequired[bool]
-
-
-@with_config(STRICT)
-class GraphGroup(TypedDict):
-    """One layer of the graph (or the loss): its node ids and its parameters' node ids."""
-
-    name: str
-    nodes: list[int]
-    params: list[int]
-
-
-@with_config(STRICT)
 class GraphData(TypedDict):
     """One step's computation graph (engine.graph.to_dict) with its DOT source."""
 
@@ -156,32 +128,12 @@ class GraphValuesData(TypedDict):
 
 
 @with_config(STRICT)
-class ParamStructure(TypedDict):
-    """Where a parameter sits: layer, unit and input (None for a whole matrix), and kind."""
-
-    layer: int
-    unit: int | None
-    input: int | None
-    kind: Literal["weight", "bias"]
-
-
-@with_config(STRICT)
 class WeightsData(TypedDict):
     """Every parameter's values (models of at most 1,000 parameters)."""
 
     params: dict[str, list[JsonFloat]]
     shapes: dict[str, list[int]]
     structure: dict[str, ParamStructure]
-
-
-@with_config(STRICT)
-class HistogramLayer(TypedDict):
-    """One parameter's histogram over fixed edges, its norm and a fixed sample of values."""
-
-    edges: list[JsonFloat]
-    counts: list[int]
-    norm: JsonFloat
-    sample: list[JsonFloat]
 
 
 @with_config(STRICT)
@@ -216,20 +168,6 @@ class BoundaryData(TypedDict):
 
 
 @with_config(STRICT)
-class NeuronLayer(TypedDict):
-    """One layer's units as images: `shown` (unit indices; all of them unless the layer is
-    wider than 16) with their maps, each 0..255 base64 bytes, 127.5 = output 0, 0 and 255 =
-    -scale and +scale (the unit's largest |output| over the grid); and the weights into the
-    units shown from the previous layer's units shown (the inputs, for the first)."""
-
-    units: int
-    shown: list[int]
-    scale: list[JsonFloat]
-    images: list[str]
-    weights: list[list[JsonFloat]]  # [shown unit][previous layer's shown unit (or input)]
-
-
-@with_config(STRICT)
 class NeuronsData(TypedDict):
     """Every unit's output over the input plane (2-D data sets): the grid's side, its bounds
     [xmin, xmax, ymin, ymax], and a NeuronLayer per layer (the hidden ones, then the output)."""
@@ -258,18 +196,6 @@ class FirstLayerData(TypedDict):
 
 
 @with_config(STRICT)
-class FeatureLayer(TypedDict):
-    """One conv or pool layer's output for the digit: a base64 uint8 image per channel (the
-    first 32), each scaled from its own low (0) to high (255)."""
-
-    name: str
-    shape: list[int]
-    low: list[JsonFloat]
-    high: list[JsonFloat]
-    images: list[str]
-
-
-@with_config(STRICT)
 class FeatureMapsData(TypedDict):
     """A CNN run's feature maps of one fixed test digit (row `index`, a `label`; `image`
     its 28x28 base64 uint8 ink), through every conv and pool layer, at this frame."""
@@ -278,16 +204,6 @@ class FeatureMapsData(TypedDict):
     label: int
     image: str
     layers: list[FeatureLayer]
-
-
-@with_config(STRICT)
-class MisclassifiedItem(TypedDict):
-    """One wrong test prediction: the test row, the true label, the guess, its probability."""
-
-    index: int
-    label: int
-    pred: int
-    confidence: float
 
 
 @with_config(STRICT)

@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from gradscope.server.errors import Conflict, GradscopeError, Invalid
+from gradscope.server.runs.errors import UnknownRun
 from gradscope.server.runs.events import EpochMetrics, Pending, StepMetrics, new_event
-from gradscope.server.runs.manager import UnknownRun
 from gradscope.server.settings import Settings
 from gradscope.server.store import FINAL_STATES, RunRecord, Store
 

@@ -8,66 +8,24 @@ import logging
 import multiprocessing as mp
 import os
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
-from gradscope.server.errors import (
-    Busy,
-    Conflict,
-    GradscopeError,
-    Invalid,
-    NotFound,
-    TimedOut,
-)
 from gradscope.server.runs.checks import MnistCheck, is_gradscope, retryable, worker_alive
 from gradscope.server.runs.config import RunConfig, resolve_config
-from gradscope.server.runs.control import Control
+from gradscope.server.runs.control import Control, Worker, wait_answer
+from gradscope.server.runs.errors import (
+    BadIntervention,
+    QueueFull,
+    RunConflict,
+    UnknownRun,
+    WorkerTimeout,
+)
 from gradscope.server.runs.worker import run_worker
 from gradscope.server.settings import Settings
 from gradscope.server.store import FINAL_STATES, RunRecord, Store, StoreError
 
 log = logging.getLogger("gradscope.runs")
 _spawn = mp.get_context("spawn")
-
-
-class RunError(GradscopeError):
-    """A request about a run that cannot be served."""
-
-
-class UnknownRun(RunError, NotFound):
-    """No run has this id."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r}")
-
-
-class RunConflict(RunError, Conflict):
-    """The run's state does not allow this now."""
-
-
-class QueueFull(RunError, Busy):
-    """GRADSCOPE_MAX_QUEUE runs are already waiting."""
-
-
-class WorkerTimeout(RunError, TimedOut):
-    """The run's worker did not answer a command in time."""
-
-
-class BadIntervention(RunError, Invalid):
-    """An edit that names no weight of the model (its message starts with the field)."""
-
-
-@dataclass
-class Worker:
-    """One live worker process and the pipe that carries its commands."""
-
-    run_id: str
-    process: BaseProcess
-    conn: Connection
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    unrecorded: bool = False  # its exit could not be written to the store yet
 
 
 class RunManager:
@@ -309,7 +267,7 @@ class RunManager:
             if control is Control.STEP:
                 # Stepping takes as long as the steps do; allow for slow ones.
                 timeout *= max(1.0, args[0] / 1000)
-            answer = await asyncio.to_thread(_wait_answer, w.conn, control, timeout)
+            answer = await asyncio.to_thread(wait_answer, w.conn, control, timeout)
             if answer is None and w.process.is_alive():
                 raise WorkerTimeout(f"the worker did not answer {control.value!r} in time")
             return answer
@@ -434,15 +392,3 @@ class RunManager:
         if crashed:
             log.warning("run %s crashed (%s)", w.run_id, how)
         return True
-
-
-def _wait_answer(conn: Connection, control: Control, timeout: float) -> tuple[Any, ...] | None:
-    """Block (in a thread) until the worker acknowledges `control`, finishes, or goes away."""
-    try:
-        while conn.poll(timeout):
-            msg = conn.recv()
-            if msg[0] == "done" or (msg[0] == "ack" and msg[1] == control.value):
-                return msg
-    except (EOFError, OSError):
-        return None
-    return None

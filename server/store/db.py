@@ -18,6 +18,7 @@ from typing import Any
 
 from gradscope.server.runs.events import NewEvent, Pending, StateData
 from gradscope.server.store import blocks, series, summary
+from gradscope.server.store.changes import ChangeReads
 from gradscope.server.store.encoding import (
     encode_data,
     event_row,
@@ -43,9 +44,10 @@ from gradscope.server.store.schema import (
     RunRecord,
     StoreError,
     check_run_id,
-    has_column,
+    migrate,
     plain_message,
     retry_locked,
+    schema_version,
 )
 
 INSERT_CHUNK = 1000  # rows per INSERT: 7,000 bound values, far below SQLite's 32,766
@@ -57,7 +59,7 @@ def _insert_sql(n: int) -> str:
     return f"INSERT INTO events (run_id, seq, type, step, t, data, n) VALUES {values}"
 
 
-class Store(HistoryReads):
+class Store(HistoryReads, ChangeReads):
     """Runs and their events in data_dir/gradscope.db; safe to share between threads."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -117,26 +119,12 @@ class Store(HistoryReads):
             yield conn
 
     def _migrate(self) -> None:
-        if self._version() == len(MIGRATIONS):
+        if schema_version(self._conn, self.path) == len(MIGRATIONS):
             return
         with self._begin("IMMEDIATE") as conn:
             # Another process may have migrated while we waited for the write lock.
-            for sql in MIGRATIONS[self._version() :]:
-                for statement in filter(str.strip, sql.split(";")):
-                    if not has_column(conn, statement):
-                        conn.execute(statement)
+            migrate(conn, schema_version(conn, self.path))
             summary.fill(conn)  # runs from before summaries (none once it has run)
-            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-
-    def _version(self) -> int:
-        """The file's schema version, refused when newer than ours."""
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: the database is schema version {version}, but this Gradscope only "
-                f"knows up to {len(MIGRATIONS)}; upgrade Gradscope or use another data folder"
-            )
-        return version
 
     @staticmethod
     def _bump(conn: sqlite3.Connection) -> int:
@@ -356,35 +344,6 @@ class Store(HistoryReads):
         if rows and rows[0][5] > 1:
             events = [e for e in events if e["seq"] > since]
         return events if limit is None else events[: int(limit)]
-
-    def last_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
-        """Each known run's last seq (unknown ids are left out)."""
-        ids = [check_run_id(r) for r in run_ids]
-        out: dict[str, int] = {}
-        with self._locked() as conn:
-            for i in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
-                chunk = ids[i : i + 500]
-                marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT id, last_seq FROM runs WHERE id IN ({marks})"
-                out.update(conn.execute(sql, chunk).fetchall())
-        return out
-
-    def change_counter(self) -> int:
-        """A counter bumped by every run create, update, state change, event append and delete."""
-        with self._locked() as conn:
-            return conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
-
-    def runs_changed_since(self, counter: int) -> tuple[int, list[RunRecord], list[str]]:
-        """(current counter, runs changed after counter, ids deleted after counter)."""
-        with self._tx("DEFERRED") as conn:  # one snapshot for all three reads
-            now = conn.execute("SELECT counter FROM meta WHERE id = 1").fetchone()[0]
-            rows = conn.execute(
-                f"{SELECT_RUN} WHERE changed > ? ORDER BY changed", (counter,)
-            ).fetchall()
-            deleted = conn.execute(
-                "SELECT id FROM deleted_runs WHERE changed > ? ORDER BY changed", (counter,)
-            ).fetchall()
-        return now, [self._record(r) for r in rows], [r[0] for r in deleted]
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run, its events and its checkpoint files; True if it existed."""

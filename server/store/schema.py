@@ -193,3 +193,24 @@ def plain_message(path: Path, exc: sqlite3.Error) -> str:
     text = str(exc)
     why = next((w for keys, w in _WHY if any(k in text.lower() for k in keys)), "database error")
     return f"{path}: {why} ({text})"
+
+
+def schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version, refused when newer than ours."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path}: the database is schema version {version}, but this Gradscope only "
+            f"knows up to {len(MIGRATIONS)}; upgrade Gradscope or use another data folder"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Run the migrations after `version` in the caller's transaction; a column a migration
+    would add that is there already (an older build's) is skipped."""
+    for sql in MIGRATIONS[version:]:
+        for statement in filter(str.strip, sql.split(";")):
+            if not has_column(conn, statement):
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")

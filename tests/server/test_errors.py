@@ -17,15 +17,9 @@ from gradscope.server.digits import preprocess as digits
 from gradscope.server.digits.models import BrokenModel, UnknownModel, UnusableModel
 from gradscope.server.errors import GradscopeError
 from gradscope.server.runs.config import ConfigError
-from gradscope.server.runs.control import Control
-from gradscope.server.runs.manager import (
-    QueueFull,
-    RunConflict,
-    RunManager,
-    UnknownRun,
-    Worker,
-    WorkerTimeout,
-)
+from gradscope.server.runs.control import Control, Worker
+from gradscope.server.runs.errors import QueueFull, RunConflict, UnknownRun, WorkerTimeout
+from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
 from gradscope.server.store import Store, StoreError
 from gradscope.server.web.errors import detail_of, status_of

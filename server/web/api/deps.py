@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from gradscope.server.runs.manager import RunManager, UnknownRun
+from gradscope.server.runs.errors import UnknownRun
+from gradscope.server.runs.manager import RunManager
 from gradscope.server.settings import Settings
 from gradscope.server.store import RunRecord, Store
 from gradscope.server.store.schema import RUN_ID

@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 
 from gradscope.server.errors import NotFound
+from gradscope.server.runs.errors import RunError, UnknownRun
 from gradscope.server.runs.fork import BadFork, fork_config
-from gradscope.server.runs.manager import RunError, UnknownRun
 from gradscope.server.store import RunRecord
 from gradscope.server.store.export import iter_csv, iter_json, metrics_series
 from gradscope.server.web.api.deps import (

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from gradscope.server.runs.config import RunConfig
-from gradscope.server.runs.manager import UnknownRun
+from gradscope.server.runs.errors import UnknownRun
 from gradscope.server.runs.messages import HelloMessage, History, RunsMessage
 from gradscope.server.store import Store
 from gradscope.server.store.series import kind_of
