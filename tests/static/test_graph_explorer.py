@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from gradscope.engine.backprop import MINUS, TIMES
 from tests.server.conftest import Server
@@ -136,11 +137,15 @@ def test_the_explorer_zooms_pans_fits_finds_and_tips(dashboard: Server, page: An
 
     # Search by label: the node is found, focused and brought into view; Enter explains it.
     weight = next(i for i, n in enumerate(graph["nodes"]) if n["label"] == "L1.N2.w3")
+    # The mouse away first: a hover where the search moves the view must not steal the tip.
+    page.mouse.move(1, 1)
     search = page.locator("#panel-graph .graph-search")
     search.fill("l1.n2.w3")
     search.press("Enter")
     page.wait_for_function(f"document.activeElement?.dataset?.node === '{weight}'", timeout=TIMEOUT)
     # The tip follows the focus too.
+    expect(tip).to_be_visible(timeout=TIMEOUT)
+    expect(tip).to_contain_text("leaf (no op)", timeout=TIMEOUT)
     text = tip.inner_text()
     assert text.splitlines()[:2] == ["L1.N2.w3", "leaf (no op)"]
     assert re.search(r"^data -?\d+\.\d{4}$", text, re.M) and re.search(r"^grad ", text, re.M)

@@ -14,38 +14,11 @@
 // .kernels and .fmaps carry data-step (their own event's) and data-count; each layer's row
 // (.fmap-layer) its data-layer name and data-count.
 import { FramePanel } from "./frame.js";
-
-function bytesOf(b64) {
-  const s = atob(b64);
-  const out = new Uint8ClampedArray(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-// Diverging map for weights: negative blue, zero white, positive red (as the MNIST panel).
-function weightRGB(b) {
-  const v = (b - 127.5) / 127.5;
-  return v >= 0 ? [255, 255 * (1 - v), 255 * (1 - v)] : [255 * (1 + v), 255 * (1 + v), 255];
-}
+import { bytesOf, paint, weightRGB } from "./images.js";
 
 // A map's own range, low black to high white: where the filter fires, on the digit's frame.
 function grayRGB(b) {
   return [b, b, b];
-}
-
-function paint(canvas, bytes, h, w, colour) {
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(w, h);
-  for (let i = 0; i < w * h; i++) {
-    const [r, g, b] = colour(bytes[i]);
-    img.data[4 * i] = r;
-    img.data[4 * i + 1] = g;
-    img.data[4 * i + 2] = b;
-    img.data[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
 }
 
 // Reuse the figures: a new frame only repaints them, so memory stays flat while scrubbing.
@@ -119,7 +92,7 @@ export default class CnnPanel extends FramePanel {
     const [h, w] = data.shape;
     cells(this.kernels, data.images.length).forEach((fig, i) => {
       const [canvas, cap] = fig.children;
-      paint(canvas, bytesOf(data.images[i]), h, w, weightRGB);
+      paint(canvas, bytesOf(data.images[i]), [h, w], weightRGB);
       cap.textContent = `${data.units[i]}`;
       fig.title = `kernel ${data.units[i]} (${h}×${w}): ±${Number(data.scale[i]).toPrecision(3)}`;
     });
@@ -158,7 +131,7 @@ export default class CnnPanel extends FramePanel {
       cap.textContent = r === 0 ? layer.name : `${layer.name} · ${c}×${h}×${w}`;
       cells(grid, images.length).forEach((fig, i) => {
         const [canvas, label] = fig.children;
-        paint(canvas, bytesOf(images[i]), h, w, grayRGB);
+        paint(canvas, bytesOf(images[i]), [h, w], grayRGB);
         canvas.style.width = canvas.style.height = `${Math.max(28, Math.min(56, 2 * w))}px`;
         label.textContent = r === 0 ? "" : `${i}`;
         fig.title = r === 0 ? layer.name

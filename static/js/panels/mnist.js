@@ -11,39 +11,12 @@
 // A FramePanel (frame.js): live, or the timeline's frame. Test hooks: the panel's data-step;
 // each strip's data-step (its own event's) and data-count.
 import { FramePanel } from "./frame.js";
-
-function bytesOf(b64) {
-  const s = atob(b64);
-  const out = new Uint8ClampedArray(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-// Diverging map: negative weights blue, zero white, positive red (as Playground colours them).
-function weightRGB(b) {
-  const v = (b - 127.5) / 127.5;
-  return v >= 0 ? [255, 255 * (1 - v), 255 * (1 - v)] : [255 * (1 + v), 255 * (1 + v), 255];
-}
+import { bytesOf, paint, weightRGB } from "./images.js";
 
 // Ink as MNIST stores it (255 = ink), shown dark on light like paper.
 function inkRGB(b) {
   const g = 255 - b;
   return [g, g, g];
-}
-
-function paint(canvas, bytes, [h, w], colour) {
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(w, h);
-  for (let i = 0; i < w * h; i++) {
-    const [r, g, b] = colour(bytes[i]);
-    img.data[4 * i] = r;
-    img.data[4 * i + 1] = g;
-    img.data[4 * i + 2] = b;
-    img.data[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
 }
 
 export default class MnistPanel extends FramePanel {
