@@ -13,19 +13,11 @@ from playwright.sync_api import expect
 
 from gradscope.engine.backprop import MINUS, TIMES
 from tests.server.conftest import Server
+from tests.server.test_presets_micrograd import ARTICLE
 from tests.static.conftest import ARTIFACTS
 
 TIMEOUT = 60_000  # ms
 GRAPH = "document.querySelector('#panel-graph')"
-ARTICLE = {
-    "micrograd-expression": {"a": (2.0, 6.0), "b": (-3.0, -4.0), "e": (-6.0, -2.0),
-                             "c": (10.0, -2.0), "d": (4.0, -2.0), "f": (-2.0, 4.0),
-                             "L": (-8.0, 1.0)},
-    "micrograd-neuron": {"x1": (2.0, -3.0), "w1": (-3.0, 2.0), "x1*w1": (-6.0, 1.0),
-                         "x2": (0.0, 1.0), "w2": (1.0, 0.0), "x2*w2": (0.0, 1.0),
-                         "x1*w1 + x2*w2": (-6.0, 1.0), "b": (6.0, 1.0), "n": (0.0, 1.0),
-                         "o": (0.0, 1.0)},
-}  # fmt: skip
 
 # The nodes whose grads the issue lists (and the neuron's n).
 INSPECTED = {

@@ -23,7 +23,7 @@ from gradscope.server.store.blocks import FINEST
 from gradscope.server.store.history import plan
 from gradscope.server.store.series import kind_of
 from gradscope.server.web.api.deps import SettingsDep, StoreDep, find_run
-from gradscope.server.web.api.history import MAX_POINTS, STEP, check_step, invalid
+from gradscope.server.web.api.history import MAX_POINTS, STEP, check_range, invalid
 from gradscope.server.web.api.models import Problem, Run
 
 router = APIRouter(prefix="/api", tags=["compare"])
@@ -252,12 +252,7 @@ def get_comparison(
     """Runs' metric on one step grid: a line per run, or per group of runs (a mean with a
     min-max and std band over its members: e.g. the seeds of each learning rate); 404 names
     an unknown run."""
-    if not 1 <= points <= MAX_POINTS:
-        raise invalid("points", f"points must be from 1 to {MAX_POINTS:,}")
-    check_step("from", start)
-    check_step("to", end)
-    if start is not None and end is not None and start > end:
-        raise invalid("from", "from must not be after to")
+    check_range(start, end, points)
     if not SERIES.fullmatch(metric):
         raise invalid("metric", "metric must be a series name (e.g. train_loss)")
     ids = _ids(runs, settings.max_compared)

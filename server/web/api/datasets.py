@@ -5,9 +5,6 @@ or a multipart `file`), list the uploads, delete one no run uses. A run trains o
 
 from __future__ import annotations
 
-from email.errors import MessageError
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -18,6 +15,7 @@ from gradscope.server import datasets
 from gradscope.server.errors import Unsupported
 from gradscope.server.web.api.deps import SettingsDep, StoreDep
 from gradscope.server.web.api.models import Problem
+from gradscope.server.web.multipart import MultipartError, form_fields
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 MULTIPART_SLACK = 16 * 1024  # boundaries and part headers around the file
@@ -83,15 +81,13 @@ def _too_large(size: int) -> datasets.DatasetTooLarge:
 
 def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     """(the `file` field's bytes, its file name) of a multipart/form-data body."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
     try:
-        message = BytesParser(policy=HTTP).parsebytes(head + body)
-        for part in message.iter_parts() if message.is_multipart() else ():
-            if part.get_param("name", header="content-disposition") == "file":
-                return part.get_payload(decode=True) or b"", part.get_filename()
-    except (ValueError, TypeError, LookupError, MessageError) as e:
-        raise datasets.BadDataset(f"the multipart body cannot be read: {e}") from None
-    raise datasets.BadDataset("the multipart form has no `file` field with the CSV")
+        fields = form_fields(content_type, body)
+    except MultipartError as e:
+        raise datasets.BadDataset(str(e)) from None
+    if "file" not in fields:
+        raise datasets.BadDataset("the multipart form has no `file` field with the CSV")
+    return fields["file"]
 
 
 @router.post(

@@ -53,6 +53,16 @@ def invalid(field: str, msg: str) -> HTTPException:
     return HTTPException(422, detail)
 
 
+def check_range(start: int | None, end: int | None, points: int) -> None:
+    """The `from`, `to` and `points` of a bucketed read (history, compare), or a 422."""
+    if not 1 <= points <= MAX_POINTS:
+        raise invalid("points", f"points must be from 1 to {MAX_POINTS:,}")
+    check_step("from", start)
+    check_step("to", end)
+    if start is not None and end is not None and start > end:
+        raise invalid("from", "from must not be after to")
+
+
 def check_step(field: str, value: int | None) -> None:
     if value is not None and not 0 <= value <= SQLITE_MAX_INT:
         raise invalid(field, f"{field} must be a step from 0 to 2**63 - 1")
@@ -91,12 +101,7 @@ def get_history(
 ) -> History:
     """Each series in at most `points` buckets of its first step, min, max and last value:
     exact (no spike is ever hidden) and quick at any run length."""
-    if not 1 <= points <= MAX_POINTS:
-        raise invalid("points", f"points must be from 1 to {MAX_POINTS:,}")
-    check_step("from", start)
-    check_step("to", end)
-    if start is not None and end is not None and start > end:
-        raise invalid("from", "from must not be after to")
+    check_range(start, end, points)
     wanted = [n for n in names.split(",") if n] if names else None
     history = store.history(run.id, wanted, start, end, points)
     return History(run_id=run.id, **history)

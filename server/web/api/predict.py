@@ -3,7 +3,7 @@
 The body is read here, not by FastAPI, because one route takes four content types:
 application/json (`PixelsRequest`), multipart/form-data (a `file` field), and a raw
 image/png or image/jpeg body. OpenAPI documents all four (`REQUEST_BODY`). Multipart is
-parsed with the standard library's email parser (no extra dependency). The work itself
+parsed by server/web/multipart.py (the standard library's email parser). The work itself
 (decoding, preprocessing, the forward pass) runs in the thread pool, off the event loop.
 """
 
@@ -14,9 +14,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from email.errors import MessageError
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Annotated, Any
 
 import numpy as np
@@ -32,6 +29,7 @@ from gradscope.server.settings import Settings
 from gradscope.server.store import Store
 from gradscope.server.web.api.deps import SettingsDep, StoreDep
 from gradscope.server.web.api.models import Problem
+from gradscope.server.web.multipart import MultipartError, form_fields
 
 router = APIRouter(prefix="/api", tags=["predict"])
 MULTIPART_SLACK = 16 * 1024  # boundaries and part headers around a 1 MB file
@@ -221,23 +219,14 @@ def _too_large(size: int) -> digits.DigitTooLarge:
 
 def _multipart(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     """(the `file` field's bytes, the `model` field if any) of a multipart/form-data body."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    data, model = None, None
     try:
-        message = BytesParser(policy=HTTP).parsebytes(head + body)
-        if not message.is_multipart():
-            raise digits.InvalidDigit("a multipart body without parts (is the boundary right?)")
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if name == "file":
-                data = part.get_payload(decode=True) or b""
-            elif name == "model":
-                model = (part.get_payload(decode=True) or b"").decode("utf-8", "replace").strip()
-    except (ValueError, TypeError, LookupError, MessageError) as e:
-        raise digits.InvalidDigit(f"the multipart body cannot be read: {e}") from None
-    if data is None:
+        fields = form_fields(content_type, body)
+    except MultipartError as e:
+        raise digits.InvalidDigit(str(e)) from None
+    if "file" not in fields:
         raise digits.InvalidDigit("the multipart form has no `file` field with the image")
-    return data, model or None
+    model = fields["model"].data.decode("utf-8", "replace").strip() if "model" in fields else ""
+    return fields["file"].data, model or None
 
 
 def _pixels_request(body: bytes) -> PixelsRequest:

@@ -82,7 +82,7 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
     Retry-After) or GRADSCOPE_MAX_QUEUE runs are already waiting.
     """
     config = manager.resolve(body.preset, body.config)  # a ConfigError is a 422
-    _take_slot(rate)
+    take_slot(rate)
     try:
         return _run(await manager.create(config, body.preset, body.name))
     except RunError:
@@ -90,7 +90,7 @@ async def create_run(body: RunCreate, manager: ManagerDep, rate: RunRateDep) -> 
         raise
 
 
-def _take_slot(rate: SlidingWindow) -> None:
+def take_slot(rate: SlidingWindow) -> None:
     """Count a run against GRADSCOPE_MAX_RUNS_PER_MINUTE, or answer 429."""
     wait = rate.acquire()
     if wait is not None:
@@ -117,7 +117,7 @@ async def fork_run(run: RunDep, body: ForkRequest, manager: ManagerDep, rate: Ru
     except BadFork as e:
         raise invalid_body(e.field, e.message) from None
     name = body.name or (body.config or {}).get("name") or f"{run.name} · fork@{body.step}"
-    _take_slot(rate)
+    take_slot(rate)
     try:
         return _run(await manager.create(config, run.preset, name, fork=(run.id, body.step)))
     except RunError:

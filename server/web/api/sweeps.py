@@ -19,7 +19,7 @@ from gradscope.server.runs.sweeps import (
 )
 from gradscope.server.web.api.deps import ManagerDep, RunRateDep, SettingsDep, StoreDep
 from gradscope.server.web.api.models import Problem, Run
-from gradscope.server.web.limits import retry_after
+from gradscope.server.web.api.runs import take_slot
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 ERRORS = {code: {"model": Problem} for code in (404, 422, 503)}
@@ -106,14 +106,7 @@ async def create_sweep(
         raise sweep_error(e) from None
     if spec.executor == "server":
         check_room(len(manager.queue), len(trials), settings.max_queue)
-    wait = rate.acquire()  # a sweep is one creation: its runs are bounded by its own limit
-    if wait is not None:
-        raise HTTPException(
-            429,
-            f"too many runs created: at most {rate.limit} a minute "
-            f"(GRADSCOPE_MAX_RUNS_PER_MINUTE); try again in {retry_after(wait)} s",
-            headers={"Retry-After": retry_after(wait)},
-        )
+    take_slot(rate)  # a sweep is one creation: its runs are bounded by its own limit
     sweeps = _sweeps(request)
     record = sweeps.new(spec, trials)
     tags = [f"{TAG_PREFIX}{record['id']}"]

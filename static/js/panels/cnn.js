@@ -14,22 +14,11 @@
 // .kernels and .fmaps carry data-step (their own event's) and data-count; each layer's row
 // (.fmap-layer) its data-layer name and data-count.
 import { FramePanel } from "./frame.js";
-import { bytesOf, paint, weightRGB } from "./images.js";
+import { bytesOf, cells, paint, weightRGB } from "./images.js";
 
 // A map's own range, low black to high white: where the filter fires, on the digit's frame.
 function grayRGB(b) {
   return [b, b, b];
-}
-
-// Reuse the figures: a new frame only repaints them, so memory stays flat while scrubbing.
-function cells(grid, n) {
-  while (grid.children.length < n) {
-    const fig = document.createElement("figure");
-    fig.append(document.createElement("canvas"), document.createElement("figcaption"));
-    grid.append(fig);
-  }
-  while (grid.children.length > n) grid.lastChild.remove();
-  return [...grid.children];
 }
 
 export default class CnnPanel extends FramePanel {

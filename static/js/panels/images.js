@@ -1,5 +1,6 @@
 // The image panels' shared pieces (mnist.js, cnn.js): base64 bytes of an event's image,
-// the diverging weight colours, and painting bytes onto a canvas through a colour function.
+// the diverging weight colours, painting bytes onto a canvas through a colour function, and
+// a grid's reused figures.
 
 /** The bytes of a base64 string (an event's uint8 image). */
 export function bytesOf(b64) {
@@ -29,4 +30,16 @@ export function paint(canvas, bytes, [h, w], colour) {
     img.data[4 * i + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
+}
+
+/** The first n figures (canvas + caption) of `grid`, made or removed as needed: a new
+ * snapshot only repaints them, so memory stays flat while a run streams or is scrubbed. */
+export function cells(grid, n) {
+  while (grid.children.length < n) {
+    const fig = document.createElement("figure");
+    fig.append(document.createElement("canvas"), document.createElement("figcaption"));
+    grid.append(fig);
+  }
+  while (grid.children.length > n) grid.lastChild.remove();
+  return [...grid.children];
 }

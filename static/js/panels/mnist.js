@@ -11,7 +11,7 @@
 // A FramePanel (frame.js): live, or the timeline's frame. Test hooks: the panel's data-step;
 // each strip's data-step (its own event's) and data-count.
 import { FramePanel } from "./frame.js";
-import { bytesOf, paint, weightRGB } from "./images.js";
+import { bytesOf, cells, paint, weightRGB } from "./images.js";
 
 // Ink as MNIST stores it (255 = ink), shown dark on light like paper.
 function inkRGB(b) {
@@ -47,25 +47,14 @@ export default class MnistPanel extends FramePanel {
     this.stamp();
   }
 
-  // Reuse the canvases: a new snapshot only repaints them, so memory stays flat.
-  cells(grid, n) {
-    while (grid.children.length < n) {
-      const fig = document.createElement("figure");
-      fig.append(document.createElement("canvas"), document.createElement("figcaption"));
-      grid.append(fig);
-    }
-    while (grid.children.length > n) grid.lastChild.remove();
-    return [...grid.children];
-  }
-
   drawUnits(e) {
     if (!e) {
-      this.cells(this.units, 0);
+      cells(this.units, 0);
       this.unitsCaption.textContent = `no first-layer images recorded by step ${this.step}`;
       return;
     }
     const { step, data } = e;
-    const figs = this.cells(this.units, data.images.length);
+    const figs = cells(this.units, data.images.length);
     data.images.forEach((b64, i) => {
       const [canvas, cap] = figs[i].children;
       paint(canvas, bytesOf(b64), data.shape, weightRGB);
@@ -79,12 +68,12 @@ export default class MnistPanel extends FramePanel {
 
   drawMisses(e) {
     if (!e) {
-      this.cells(this.misses, 0);
+      cells(this.misses, 0);
       this.missesCaption.textContent = `no test-set mistakes recorded by step ${this.step}`;
       return;
     }
     const { step, data } = e;
-    const figs = this.cells(this.misses, data.images.length);
+    const figs = cells(this.misses, data.images.length);
     data.items.forEach((item, i) => {
       const [canvas, cap] = figs[i].children;
       paint(canvas, bytesOf(data.images[i]), data.shape, inkRGB);
